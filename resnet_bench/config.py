@@ -1,0 +1,332 @@
+"""Experiment files -> one frozen, validated config object.
+
+An experiment file (``experiments/*.toml``) has four tables: ``[data]``, ``[train]``,
+``[model]`` (architecture options shared by every variant) and ``[grid]`` (depths x shortcut
+options x seeds). Command-line overrides (``--set train.epochs=3``) are applied to the parsed
+TOML before validation, so they obey exactly the same rules. Every field is logged as an MLflow
+param (see :func:`flatten`), and ``tests/test_config.py`` checks that none is left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+from .models import BOTTLENECK_STRIDES, FAMILIES, FLAVOURS, SHORTCUTS, STEMS, ModelSpec
+
+SOURCES = ("synthetic", "folder", "cifar10", "arrays")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "synthetic"
+    path: str = ""  # folder root, CIFAR-10 folder/.tar.gz, or .npz/.h5 file
+    image_size: int = 32
+    normalization: str = "standardize"  # per-channel mean/std of the train split, or "unit": [0, 1]
+    augment: bool = False  # pad 4, random crop, horizontal flip (He et al. CIFAR recipe)
+    # synthetic
+    classes: int = 10
+    train_size: int = 2000
+    test_size: int = 1000
+    generator_seed: int = 0  # fixes the data set itself; the repeat seed fixes order only
+    noise: float = 0.1
+    clutter: int = 3
+    # photo folders
+    resize: str = "crop"  # "crop": keep aspect, centre-crop; "squash": stretch to square
+    max_per_class: int = 0  # 0: all; otherwise a seeded subset per class (train split)
+    holdout_fraction: float = 0.2  # single ROOT/<class>/ tree: seeded test fraction
+    max_bad_fraction: float = 0.01
+    # held-out validation carved from the training split (0: validate on the test split)
+    validation_size: int = 0
+    # array files
+    x_key: str = "train_set_x"
+    y_key: str = "train_set_y"
+    test_x_key: str = "test_set_x"
+    test_y_key: str = "test_set_y"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 32
+    optimizer: str = "adam"  # adam | sgd
+    learning_rate: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    lr_schedule: str = "constant"  # constant | step | cosine
+    lr_boundaries: tuple[int, ...] = ()  # step schedule: iterations at which lr is multiplied
+    lr_decay: float = 0.1
+    weight_decay: float = 0.0  # decoupled, applied by the optimizer to every weight
+    loss: str = "categorical"  # categorical (softmax) | binary (one sigmoid unit, 2 classes)
+    label_smoothing: float = 0.0
+    mixed_precision: str = "auto"  # auto | off | float16 | bfloat16
+    jit_compile: str = "auto"  # auto | on | off
+    deterministic: bool = True
+    distribute: str = "none"  # none | mirrored | multi_worker
+    grad_probe_size: int = 64  # images in the fixed batch for per-stage gradient norms
+    save_weights: bool = False
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    family: str = "auto"
+    flavour: str = "paper"
+    stem: str = "auto"
+    width: int = 0
+    bottleneck_stride: str = "v1"
+    zero_init_residual: bool = False
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    depths: tuple[int, ...] = (20, 56)
+    shortcuts: tuple[str, ...] = ("A", "none")
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    source_file: str = field(default="", compare=False)
+
+    def variants(self) -> list[ModelSpec]:
+        """Model variants of the grid, residual before plain, shallow before deep."""
+        return [
+            ModelSpec(depth=d, shortcut=s, **dataclasses.asdict(self.model))
+            for d in self.grid.depths
+            for s in self.grid.shortcuts
+        ]
+
+    def run_config(self) -> dict:
+        """The part of the config that defines a run's training (grid and seeds excluded)."""
+        d = dataclasses.asdict(self)
+        for k in ("grid", "source_file", "description"):
+            d.pop(k)
+        return d
+
+    def run_key(self, spec: ModelSpec, seed: int) -> str:
+        """Identity of one (variant, seed) run: a hash of everything that shapes its numbers."""
+        payload = {"config": self.run_config(), "model": dataclasses.asdict(spec), "seed": seed}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def config_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.run_config(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+SECTIONS = {"data": DataConfig, "train": TrainConfig, "model": ModelConfig, "grid": GridConfig}
+
+CHOICES = {
+    "data.source": SOURCES,
+    "data.normalization": ("standardize", "unit"),
+    "data.resize": ("crop", "squash"),
+    "train.optimizer": ("adam", "sgd"),
+    "train.lr_schedule": ("constant", "step", "cosine"),
+    "train.loss": ("categorical", "binary"),
+    "train.mixed_precision": ("auto", "off", "float16", "bfloat16"),
+    "train.jit_compile": ("auto", "on", "off"),
+    "train.distribute": ("none", "mirrored", "multi_worker"),
+    "model.family": FAMILIES + ("auto",),
+    "model.flavour": FLAVOURS,
+    "model.stem": STEMS,
+    "model.bottleneck_stride": BOTTLENECK_STRIDES,
+}
+POSITIVE = {
+    "data.image_size",
+    "data.classes",
+    "data.train_size",
+    "data.test_size",
+    "train.epochs",
+    "train.batch_size",
+    "train.learning_rate",
+    "train.grad_probe_size",
+}
+FRACTIONS = {"data.holdout_fraction", "data.max_bad_fraction", "train.label_smoothing", "data.noise"}
+
+
+def _coerce(value, hint, where: str):
+    """Check ``value`` against a dataclass field type; lists become tuples."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(v, item, where) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise UserError(f"{where}: expected true or false, got {value!r}")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise UserError(f"{where}: expected an integer, got {value!r}")
+    if not isinstance(value, hint):
+        raise UserError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls, table: dict, section: str, origin: str):
+    if not isinstance(table, dict):
+        raise UserError(f"{origin}: [{section}] must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in table.items():
+        where = f"{origin}: {section}.{key}"
+        if key not in known:
+            raise UserError(f"{where}: unknown key (known: {', '.join(sorted(known))})")
+        values[key] = _coerce(value, hints[key], where)
+    return cls(**values)
+
+
+def _check(cfg: ExperimentConfig, origin: str) -> None:
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        for f in dataclasses.fields(obj):
+            key, value = f"{section}.{f.name}", getattr(obj, f.name)
+            if key in CHOICES and value not in CHOICES[key]:
+                raise UserError(f"{origin}: {key} = {value!r} is not one of {', '.join(CHOICES[key])}")
+            if key in POSITIVE and not value > 0:
+                raise UserError(f"{origin}: {key} must be positive, got {value!r}")
+            if key in FRACTIONS and not 0 <= value < 1:
+                raise UserError(f"{origin}: {key} must be in [0, 1), got {value!r}")
+    g, t, d = cfg.grid, cfg.train, cfg.data
+    for name in ("depths", "shortcuts", "seeds"):
+        items = getattr(g, name)
+        if not items:
+            raise UserError(f"{origin}: grid.{name} is empty")
+        if len(set(items)) != len(items):
+            raise UserError(f"{origin}: grid.{name} has duplicates: {list(items)}")
+    for s in g.shortcuts:
+        if s not in SHORTCUTS:
+            raise UserError(f"{origin}: grid.shortcuts has {s!r}; known: {', '.join(SHORTCUTS)}")
+    if any(s < 0 for s in g.seeds):
+        raise UserError(f"{origin}: grid.seeds must be non-negative, got {list(g.seeds)}")
+    if d.image_size < 8 and d.source == "synthetic" or d.image_size > 1024:
+        raise UserError(f"{origin}: data.image_size must be between 8 and 1024, got {d.image_size}")
+    if d.source != "synthetic" and not d.path:
+        raise UserError(f"{origin}: data.source = {d.source!r} needs data.path (or --data PATH)")
+    if d.source == "synthetic" and d.classes < 2:
+        raise UserError(f"{origin}: data.classes must be at least 2, got {d.classes}")
+    if t.loss == "binary" and d.source == "synthetic" and d.classes != 2:
+        raise UserError(f"{origin}: train.loss = 'binary' needs 2 classes, data.classes is {d.classes}")
+    if t.lr_schedule == "step" and list(t.lr_boundaries) != sorted(t.lr_boundaries):
+        raise UserError(f"{origin}: train.lr_boundaries must be increasing, got {list(t.lr_boundaries)}")
+    for spec_err in _variant_errors(cfg):
+        raise UserError(f"{origin}: {spec_err}")
+
+
+def _variant_errors(cfg: ExperimentConfig):
+    try:
+        specs = cfg.variants()
+    except ValueError as e:
+        yield f"grid/model: {e}"
+        return
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        yield f"grid: variants share a name ({', '.join(names)}); use one residual shortcut option"
+
+
+def _parse_value(text: str):
+    """A ``--set`` value: TOML syntax when it parses (3, 1e-3, true, [1, 2]), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str], origin: str) -> dict:
+    """Apply ``section.key=value`` overrides to a parsed TOML document (returns a copy)."""
+    raw = json.loads(json.dumps(raw))
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected section.key=value")
+        dotted, text = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        if len(parts) != 2 or parts[0] not in SECTIONS:
+            raise UserError(f"--set {dotted!r}: expected one of {', '.join(SECTIONS)} then .key")
+        raw.setdefault(parts[0], {})[parts[1]] = _parse_value(text.strip())
+    return raw
+
+
+def from_dict(raw: dict, origin: str = "<config>") -> ExperimentConfig:
+    """Validate a parsed experiment document; raises :class:`UserError` naming key and file."""
+    known = {"name", "description"} | set(SECTIONS)
+    for key in raw:
+        if key not in known:
+            raise UserError(f"{origin}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise UserError(f"{origin}: name must be a word of letters, digits, '-' or '_', got {name!r}")
+    parts = {k: _build(cls, raw.get(k, {}), k, origin) for k, cls in SECTIONS.items()}
+    cfg = ExperimentConfig(name=name, description=str(raw.get("description", "")), source_file=origin, **parts)
+    _check(cfg, origin)
+    return cfg
+
+
+def load(path: str | Path, overrides: list[str] = (), data_path: str | None = None) -> ExperimentConfig:
+    """Read an experiment file, apply ``--set`` overrides and ``--data``, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: experiment file not found")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML ({e})") from None
+    raw = apply_overrides(raw, list(overrides), str(path))
+    if data_path:
+        raw.setdefault("data", {})["path"] = data_path
+        if raw["data"].get("source", "synthetic") == "synthetic":
+            raw["data"]["source"] = guess_source(data_path)
+    return from_dict(raw, str(path))
+
+
+def guess_source(path: str) -> str:
+    """``--data PATH`` without a source: arrays for .npz/.h5, CIFAR-10 by name, else folders."""
+    p = Path(path)
+    if p.suffix in (".npz", ".h5", ".hdf5"):
+        return "arrays"
+    if "cifar-10" in p.name:
+        return "cifar10"
+    return "folder"
+
+
+def flatten(cfg: ExperimentConfig) -> dict[str, str]:
+    """Every resolved field as ``section.key`` -> string, for MLflow params."""
+    out = {"name": cfg.name}
+    for section in SECTIONS:
+        for k, v in dataclasses.asdict(getattr(cfg, section)).items():
+            out[f"{section}.{k}"] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    return out
+
+
+def to_toml(cfg: ExperimentConfig) -> str:
+    """The resolved config as TOML (logged as an artifact beside each run)."""
+
+    def fmt(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        if isinstance(v, str):
+            return json.dumps(v)
+        return repr(v)
+
+    lines = [f"name = {fmt(cfg.name)}", f"description = {fmt(cfg.description)}"]
+    for section in SECTIONS:
+        lines.append(f"\n[{section}]")
+        for k, v in dataclasses.asdict(getattr(cfg, section)).items():
+            lines.append(f"{k} = {fmt(v)}")
+    return "\n".join(lines) + "\n"

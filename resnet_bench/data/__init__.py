@@ -1,0 +1,93 @@
+"""Everything about data: sources -> uint8 arrays -> seeded tf.data pipelines.
+
+The driver calls :func:`load` once per process and :func:`make_pipelines` once per run; it
+logs :func:`describe` with every run. Nothing here knows about models or tracking.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+
+import numpy as np
+
+from .pipeline import Arrays, Pipelines, make_pipelines
+from .sources import LOADERS
+
+__all__ = ["Arrays", "Pipelines", "load", "describe", "make_pipelines", "preview"]
+
+
+@functools.lru_cache(maxsize=2)
+def load(cfg) -> Arrays:
+    """Load a :class:`~resnet_bench.config.DataConfig` (frozen, so it can key the cache).
+
+    Photo folders are therefore decoded once per process, not once per run or epoch. A
+    ``validation_size`` > 0 replaces the test split by a seeded hold-out of the training split.
+    """
+    arrays = LOADERS[cfg.source](cfg)
+    if cfg.validation_size:
+        n = len(arrays.x_train)
+        if cfg.validation_size >= n:
+            from ..errors import UserError
+
+            raise UserError(f"data.validation_size {cfg.validation_size} is not below the {n} training images")
+        order = np.random.Generator(np.random.PCG64(cfg.generator_seed)).permutation(n)
+        val, train = order[: cfg.validation_size], np.sort(order[cfg.validation_size :])
+        arrays = Arrays(
+            arrays.x_train[train],
+            arrays.y_train[train],
+            arrays.x_train[val],
+            arrays.y_train[val],
+            arrays.classes,
+            arrays.source,
+            arrays.skipped,
+            arrays.ignored,
+        )
+    return arrays
+
+
+def content_hash(arrays: Arrays) -> str:
+    """SHA-256 (16 hex digits) of the decoded arrays: equal hashes mean equal pixels and labels."""
+    h = hashlib.sha256()
+    for a in (arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test):
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def describe(arrays: Arrays) -> dict:
+    """Classes, counts per split and class, image size, content hash, skipped/ignored files."""
+
+    def counts(y):
+        return {c: int(n) for c, n in zip(arrays.classes, np.bincount(y, minlength=len(arrays.classes)))}
+
+    return {
+        "source": arrays.source,
+        "classes": list(arrays.classes),
+        "counts": {"train": counts(arrays.y_train), "test": counts(arrays.y_test)},
+        "image_size": arrays.image_size,
+        "hash": content_hash(arrays),
+        "skipped": len(arrays.skipped),
+        "skipped_files": list(arrays.skipped),
+        "ignored": arrays.ignored,
+    }
+
+
+def preview(arrays: Arrays, out, rows: int = 6, cols: int = 8) -> None:
+    """Write a PNG grid of the first training images with their class names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(rows * cols, len(arrays.x_train))
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.45), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(arrays.x_train[i], interpolation="nearest")
+            ax.set_title(arrays.classes[arrays.y_train[i]], fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, metadata={"Software": None})
+    plt.close(fig)

@@ -1,0 +1,151 @@
+"""Arrays in memory (or memory-mapped on disk) -> seeded ``tf.data`` pipelines.
+
+The pipeline shuffles *indices*, not images: ``range(n) -> shuffle(seed) -> repeat -> batch
+-> gather -> normalise/augment -> prefetch``. Gathering a whole batch at once keeps the
+per-image Python and tf.data overhead out of the step, and the index order depends only on the
+repeat's seed, so every model variant of a repeat sees the same batches in the same order
+(a paired comparison). The training stream repeats forever and is cut into epochs of
+``n // batch`` fixed-size batches (``drop_remainder``), so the train step is traced once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+# Decoded arrays up to this size stay in memory as one constant; larger ones are read from a
+# memory-mapped file batch by batch (see sources.decode_folder).
+IN_MEMORY_BYTES = 2 * 1024**3
+
+
+@dataclass
+class Arrays:
+    """Decoded images (uint8, N x H x W x 3) with labels, plus class names and provenance."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: list[str]
+    source: str
+    skipped: list[str]
+    ignored: int = 0
+
+    @property
+    def image_size(self) -> int:
+        return int(self.x_train.shape[1])
+
+
+@dataclass
+class Pipelines:
+    train: tf.data.Dataset
+    test: tf.data.Dataset
+    probe: tuple[np.ndarray, np.ndarray]  # fixed batch for gradient-norm diagnostics
+    steps_per_epoch: int
+    test_steps: int
+
+
+def channel_stats(x: np.ndarray, normalization: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean/std of the training split (``standardize``), or 0/255 (``unit``)."""
+    if normalization == "unit":
+        return np.zeros(3, np.float32), np.full(3, 255.0, np.float32)
+    flat = x.reshape(-1, x.shape[-1])
+    step = max(1, flat.shape[0] // 1_000_000)  # a million pixels estimate the stats well
+    sample = flat[::step].astype(np.float64)
+    return sample.mean(0).astype(np.float32), (sample.std(0) + 1e-3).astype(np.float32)
+
+
+def _gather_fn(x: np.ndarray):
+    """Batch gather from a constant (small arrays) or from a memory map (large ones)."""
+    if x.nbytes <= IN_MEMORY_BYTES and not isinstance(x, np.memmap):
+        const = tf.constant(x)
+        return lambda idx: tf.gather(const, idx)
+    shape = (None,) + x.shape[1:]
+
+    def gather(idx):
+        out = tf.numpy_function(lambda i: x[np.sort(i)][np.argsort(np.argsort(i))], [idx], tf.uint8)
+        return tf.ensure_shape(out, shape)
+
+    return gather
+
+
+def _augment(images, seed):
+    """He et al.'s CIFAR recipe on a batch: pad 4, random crop back, random horizontal flip."""
+    b, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
+    padded = tf.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]])
+    offsets = tf.random.stateless_uniform([b, 2], seed=seed, maxval=9, dtype=tf.int32)
+    rows = offsets[:, :1] + tf.range(h)[None]
+    cols = offsets[:, 1:] + tf.range(w)[None]
+    out = tf.gather(padded, rows, axis=1, batch_dims=1)
+    out = tf.gather(out, cols, axis=2, batch_dims=1)
+    flip = tf.random.stateless_uniform([b], seed=seed[::-1], maxval=2, dtype=tf.int32) > 0
+    return tf.where(flip[:, None, None, None], tf.reverse(out, axis=[2]), out)
+
+
+def make_pipelines(
+    arrays: Arrays,
+    batch_size: int,
+    seed: int,
+    normalization: str = "standardize",
+    augment: bool = False,
+    binary: bool = False,
+    probe_size: int = 64,
+) -> Pipelines:
+    """Train and test ``tf.data`` pipelines for one repeat.
+
+    Args:
+        arrays: decoded data.
+        batch_size: global batch size.
+        seed: the repeat's seed; fixes shuffling and augmentation for every model variant.
+        normalization: ``standardize`` (train-split channel mean/std) or ``unit`` ([0, 1]).
+        augment: apply the pad-crop-flip recipe to training batches.
+        binary: labels as float (N, 1) for a single sigmoid unit.
+        probe_size: images in the fixed gradient-probe batch (the first of the train split).
+    """
+    n = len(arrays.x_train)
+    if n < batch_size:
+        raise ValueError(f"the training split has {n} images, fewer than one batch of {batch_size}")
+    mean, std = channel_stats(arrays.x_train, normalization)
+
+    def finish(images, labels):
+        x = (tf.cast(images, tf.float32) - mean) / std
+        y = tf.cast(labels, tf.float32)[:, None] if binary else labels
+        return x, y
+
+    gather_x = _gather_fn(arrays.x_train)
+    y_train = tf.constant(arrays.y_train)
+
+    def train_batch(step, idx):
+        images = gather_x(idx)
+        if augment:
+            images = _augment(images, tf.stack([tf.constant(seed, tf.int64), step]))
+        return finish(images, tf.gather(y_train, idx))
+
+    train = (
+        tf.data.Dataset.range(n)
+        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(batch_size, drop_remainder=True)
+        .enumerate()
+        .map(train_batch, num_parallel_calls=1, deterministic=True)
+        .prefetch(2)
+    )
+    gather_test = _gather_fn(arrays.x_test)
+    y_test = tf.constant(arrays.y_test)
+    test = (
+        tf.data.Dataset.range(len(arrays.x_test))
+        .batch(batch_size)
+        .map(lambda idx: finish(gather_test(idx), tf.gather(y_test, idx)))
+        .prefetch(2)
+    )
+    k = min(probe_size, n)
+    px, py = finish(arrays.x_train[:k], arrays.y_train[:k])
+    return Pipelines(
+        train=train,
+        test=test,
+        probe=(np.asarray(px), np.asarray(py)),
+        steps_per_epoch=n // batch_size,
+        test_steps=-(-len(arrays.x_test) // batch_size),
+    )

@@ -1,0 +1,9 @@
+"""Errors that are the user's to fix: the CLI prints them as one line and exits 2."""
+
+
+class UserError(Exception):
+    """Bad input (a file, a key, a value): shown as ``error: <message>``, exit code 2."""
+
+
+class DivergedError(RuntimeError):
+    """Training produced a NaN or infinite loss."""

@@ -1,0 +1,433 @@
+"""The ResNet family and its plain twins, as data plus two block functions.
+
+Everything here follows He et al., "Deep Residual Learning for Image Recognition" (2015),
+except the ``article`` flavour, which reproduces a well-known TensorFlow tutorial so that its
+experiment can be replayed exactly (its deviations are listed on :func:`build_model`).
+
+Layer names are structured (``stage2_block1_conv1``, ``stage2_block1_add``,
+``stage2_block1_shortcut_conv``) so that a plain net and its residual twin line up layer by
+layer, and so that gradient norms can be grouped by stage (see ``stage_of``).
+
+Builders are pure: they return a ``keras.Model`` and never print, log or touch files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+# ImageNet-style depth table: depth -> (block kind, blocks per stage). Stage widths are the
+# bottleneck's inner width (64, 128, 256, 512); a bottleneck block outputs 4x that.
+IMAGENET_DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+BOTTLENECK_EXPANSION = 4
+
+# CIFAR-style family (He et al. section 4.2): depth 6n+2, three stages of n basic blocks with
+# 16/32/64 filters (times width/16 when a narrower or wider net is asked for).
+CIFAR_WIDTHS = (16, 32, 64)
+CIFAR_EXAMPLE_DEPTHS = (20, 32, 44, 56, 110)
+
+SHORTCUTS = ("A", "B", "C", "none")
+FLAVOURS = ("paper", "article")
+FAMILIES = ("imagenet", "cifar")
+STEMS = ("auto", "imagenet", "small")
+BOTTLENECK_STRIDES = ("v1", "v1.5")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One architecture: enough to build it, name it and log it.
+
+    ``shortcut`` defaults to ``A`` because the paper's plain-versus-residual comparison
+    (section 4.1-4.2) uses option A: identity shortcuts with zero-padded channels add no
+    parameters, so a residual net and its plain twin have exactly the same weights and
+    differ only in the additions. Any difference in how they train is then due to the
+    shortcuts themselves, not to extra capacity.
+    """
+
+    depth: int
+    shortcut: str = "A"
+    family: str = "auto"
+    flavour: str = "paper"
+    stem: str = "auto"
+    width: int = 0  # 0: the family's own (16 for CIFAR, 64 for ImageNet)
+    bottleneck_stride: str = "v1"
+    zero_init_residual: bool = False
+
+    def __post_init__(self):
+        if self.shortcut not in SHORTCUTS:
+            raise ValueError(f"unknown shortcut {self.shortcut!r}; known: {', '.join(SHORTCUTS)}")
+        if self.flavour not in FLAVOURS:
+            raise ValueError(f"unknown flavour {self.flavour!r}; known: {', '.join(FLAVOURS)}")
+        if self.family not in FAMILIES + ("auto",):
+            raise ValueError(f"unknown family {self.family!r}; known: {', '.join(FAMILIES)}")
+        if self.stem not in STEMS:
+            raise ValueError(f"unknown stem {self.stem!r}; known: {', '.join(STEMS)}")
+        if self.bottleneck_stride not in BOTTLENECK_STRIDES:
+            raise ValueError(
+                f"unknown bottleneck_stride {self.bottleneck_stride!r}; known: {', '.join(BOTTLENECK_STRIDES)}"
+            )
+        if self.width < 0:
+            raise ValueError(f"width must be positive, got {self.width}")
+        family = self.family
+        if family == "auto":
+            family = "imagenet" if self.depth in IMAGENET_DEPTHS else "cifar"
+            object.__setattr__(self, "family", family)
+        if family == "imagenet" and self.depth not in IMAGENET_DEPTHS:
+            known = ", ".join(map(str, IMAGENET_DEPTHS))
+            raise ValueError(f"unknown depth {self.depth} for the imagenet family; known: {known}")
+        if family == "cifar" and (self.depth < 8 or (self.depth - 2) % 6):
+            raise ValueError(
+                f"unknown depth {self.depth} for the cifar family; it must be 6n+2 with n >= 1 "
+                f"(for example {', '.join(map(str, CIFAR_EXAMPLE_DEPTHS))})"
+            )
+        if self.flavour == "article" and (family != "imagenet" or self.shortcut not in ("B", "none")):
+            raise ValueError(
+                "the article flavour exists for the imagenet family with shortcut B or none only "
+                f"(got family {family}, shortcut {self.shortcut})"
+            )
+
+    @property
+    def residual(self) -> bool:
+        return self.shortcut != "none"
+
+    @property
+    def name(self) -> str:
+        """Variant name, e.g. ``resnet56`` / ``plain56`` (``article_`` prefix for the tutorial)."""
+        prefix = "article_" if self.flavour == "article" else ""
+        return f"{prefix}{'resnet' if self.residual else 'plain'}{self.depth}"
+
+    def twin(self) -> ModelSpec:
+        """The plain twin of a residual spec (itself when already plain)."""
+        return dataclasses.replace(self, shortcut="none")
+
+    def stages(self) -> list[tuple[str, int, int]]:
+        """(block kind, blocks, inner width) per stage: the depth table made concrete."""
+        if self.family == "cifar":
+            n = (self.depth - 2) // 6
+            scale = (self.width or CIFAR_WIDTHS[0]) / CIFAR_WIDTHS[0]
+            return [("basic", n, int(w * scale)) for w in CIFAR_WIDTHS]
+        kind, repeats = IMAGENET_DEPTHS[self.depth]
+        scale = (self.width or IMAGENET_WIDTHS[0]) / IMAGENET_WIDTHS[0]
+        return [(kind, r, int(w * scale)) for r, w in zip(repeats, IMAGENET_WIDTHS)]
+
+    def resolved_stem(self) -> str:
+        if self.stem != "auto":
+            return self.stem
+        return "small" if self.family == "cifar" else "imagenet"
+
+
+def parse_model_name(name: str, **options) -> ModelSpec:
+    """``resnet50`` / ``plain56`` / ``article_resnet18`` -> :class:`ModelSpec`.
+
+    A ``plain`` name forces ``shortcut="none"``; a ``resnet`` name takes the ``shortcut``
+    option (default A for the CIFAR family, B for ImageNet depths, as the paper uses B there).
+    """
+    m = re.fullmatch(r"(article_)?(resnet|plain)(\d+)", name)
+    if not m:
+        raise ValueError(f"unknown model name {name!r}; expected resnetN or plainN (e.g. resnet56)")
+    depth = int(m.group(3))
+    if m.group(1):
+        options.setdefault("flavour", "article")
+    if m.group(2) == "plain":
+        options["shortcut"] = "none"
+    elif options.get("shortcut") in (None, "none"):
+        family = options.get("family", "auto")
+        imagenet = family == "imagenet" or (family == "auto" and depth in IMAGENET_DEPTHS)
+        options["shortcut"] = "B" if imagenet else "A"
+    return ModelSpec(depth=depth, **{k: v for k, v in options.items() if v is not None})
+
+
+# --------------------------------------------------------------------------------------
+# Layers
+
+
+@keras.saving.register_keras_serializable(package="resnet_bench")
+class ZeroPadShortcut(layers.Layer):
+    """Option A: identity with stride-``s`` subsampling and zero-padded extra channels.
+
+    It has no parameters, which is the point: residual and plain twins stay equal in size.
+    """
+
+    def __init__(self, stride: int, out_channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = stride
+        self.out_channels = out_channels
+
+    def call(self, x):
+        if self.stride > 1:
+            x = x[:, :: self.stride, :: self.stride, :]
+        extra = self.out_channels - x.shape[-1]
+        if extra > 0:
+            x = keras.ops.pad(x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
+        return x
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        s = self.stride
+        return (b, None if h is None else -(-h // s), None if w is None else -(-w // s), self.out_channels)
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride, "out_channels": self.out_channels}
+
+
+class _Ops:
+    """Conv/BN/ReLU factory bound to a flavour, so block code stays one function per kind."""
+
+    def __init__(self, spec: ModelSpec):
+        self.article = spec.flavour == "article"
+
+    def conv(self, x, filters, kernel, stride, name):
+        # The paper's nets put BN after every conv, so a bias is redundant; the tutorial kept it.
+        if kernel > 1 and not self.article:
+            # Explicit symmetric padding as torchvision does (Keras "same" pads asymmetrically
+            # at stride 2), so feature maps line up with the reference implementation.
+            x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+            padding = "valid"
+        else:
+            padding = "same"
+        return layers.Conv2D(
+            filters,
+            kernel,
+            strides=stride,
+            padding=padding,
+            use_bias=self.article,
+            kernel_initializer="he_normal",
+            name=name,
+        )(x)
+
+    @staticmethod
+    def bn(x, name, zero_gamma=False):
+        return layers.BatchNormalization(
+            epsilon=1.001e-5, gamma_initializer="zeros" if zero_gamma else "ones", name=name
+        )(x)
+
+    @staticmethod
+    def relu(x, name):
+        return layers.ReLU(name=name)(x)
+
+
+def _shortcut(ops: _Ops, x, out_channels: int, stride: int, option: str, force: bool, name: str):
+    """The shortcut branch, or ``None`` for a plain block.
+
+    ``force`` marks blocks where the shape changes (or option C projects everywhere).
+    """
+    if option == "none":
+        return None
+    changes = force or stride > 1 or x.shape[-1] != out_channels
+    if option == "C" or (option == "B" and changes):
+        s = ops.conv(x, out_channels, 1, stride, f"{name}_shortcut_conv")
+        return ops.bn(s, f"{name}_shortcut_bn")
+    if option == "A" and changes:
+        return ZeroPadShortcut(stride, out_channels, name=f"{name}_shortcut")(x)
+    return x
+
+
+def _merge(ops: _Ops, x, shortcut, name):
+    if shortcut is not None:
+        x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return ops.relu(x, f"{name}_out")
+
+
+def basic_block(ops: _Ops, x, filters: int, stride: int, shortcut: str, name: str, zero_init=False):
+    """Two 3x3 convs (He et al. Fig. 2 left); ``shortcut`` is A, B, C or none."""
+    sc = _shortcut(ops, x, filters, stride, shortcut, False, name)
+    y = ops.conv(x, filters, 3, stride, f"{name}_conv1")
+    y = ops.relu(ops.bn(y, f"{name}_bn1"), f"{name}_relu1")
+    y = ops.conv(y, filters, 3, 1, f"{name}_conv2")
+    # Zero-initialised last BN (Goyal et al. 2017): each residual block starts as identity.
+    # Only meaningful with a shortcut; a plain block would output zeros.
+    y = ops.bn(y, f"{name}_bn2", zero_gamma=zero_init and sc is not None)
+    return _merge(ops, y, sc, name)
+
+
+def bottleneck_block(ops: _Ops, x, filters: int, stride: int, shortcut: str, name: str, zero_init=False, v15=False):
+    """1x1 reduce, 3x3, 1x1 expand (He et al. Fig. 5 right).
+
+    The stride sits on the first 1x1 conv (``v1``, He et al. and keras.applications) or on the
+    3x3 (``v1.5``, torchvision), which costs more MACs but trains slightly better.
+    """
+    out = filters * BOTTLENECK_EXPANSION
+    sc = _shortcut(ops, x, out, stride, shortcut, False, name)
+    s1, s2 = (1, stride) if v15 else (stride, 1)
+    y = ops.conv(x, filters, 1, s1, f"{name}_conv1")
+    y = ops.bn(y, f"{name}_bn1")
+    if not ops.article:  # the tutorial omitted this ReLU
+        y = ops.relu(y, f"{name}_relu1")
+    y = ops.conv(y, filters, 3, s2, f"{name}_conv2")
+    y = ops.relu(ops.bn(y, f"{name}_bn2"), f"{name}_relu2")
+    y = ops.conv(y, out, 1, 1, f"{name}_conv3")
+    y = ops.bn(y, f"{name}_bn3", zero_gamma=zero_init and sc is not None)
+    return _merge(ops, y, sc, name)
+
+
+def _stem(ops: _Ops, x, spec: ModelSpec, width: int):
+    if spec.resolved_stem() == "small":
+        x = ops.conv(x, width, 3, 1, "stem_conv")
+        return ops.relu(ops.bn(x, "stem_bn"), "stem_relu")
+    if ops.article:
+        # Tutorial: 7x7/2 "same" conv straight into a valid 3x3/2 max-pool, no BN or ReLU.
+        x = layers.Conv2D(64, 7, strides=2, padding="same", name="stem_conv")(x)
+        return layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+    x = ops.conv(x, width, 7, 2, "stem_conv")
+    x = ops.relu(ops.bn(x, "stem_bn"), "stem_relu")
+    x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+    return layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+
+
+def build_model(
+    spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int, binary_head: bool = False
+) -> keras.Model:
+    """Build one network of the family.
+
+    Args:
+        spec: architecture (depth, shortcut option, flavour, ...).
+        input_shape: (height, width, channels).
+        num_classes: number of classes; with ``binary_head`` and 2 classes the head is one
+            sigmoid unit (the tutorial's), otherwise a softmax over ``num_classes``.
+        binary_head: use the single-sigmoid head for a two-class task.
+
+    Returns:
+        An uncompiled ``keras.Model`` named after the variant.
+
+    The ``article`` flavour reproduces the tutorial, deviations from the paper included:
+    conv biases; no BN/ReLU after the 7x7 stem; a 3x3/2 max-pool with valid padding; no ReLU
+    after the bottleneck's first 1x1 conv; stride 2 in the first block of *every* bottleneck
+    stage, the first included; a 2x2/2 average pool + flatten instead of global average
+    pooling; and its plain twins drop the projection branches (shortcut ``none``).
+
+    Raises:
+        ValueError: when the input is too small for the network's downsampling.
+    """
+    if binary_head and num_classes != 2:
+        raise ValueError(f"a binary (sigmoid) head needs 2 classes, got {num_classes}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    h, w, _ = input_shape
+    min_size = minimum_input_size(spec)
+    if min(h, w) < min_size:
+        raise ValueError(f"image size {min(h, w)} is too small for {spec.name}: it needs at least {min_size} pixels")
+    ops = _Ops(spec)
+    stages = spec.stages()
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = _stem(ops, inputs, spec, stages[0][2] if spec.family == "cifar" else (spec.width or 64))
+    for s, (kind, blocks, filters) in enumerate(stages, start=1):
+        for b in range(1, blocks + 1):
+            first_stride = 2 if (s > 1 or (ops.article and kind == "bottleneck")) else 1
+            stride = first_stride if b == 1 else 1
+            name = f"stage{s}_block{b}"
+            if kind == "basic":
+                x = basic_block(ops, x, filters, stride, spec.shortcut, name, spec.zero_init_residual)
+            else:
+                x = bottleneck_block(
+                    ops,
+                    x,
+                    filters,
+                    stride,
+                    spec.shortcut,
+                    name,
+                    spec.zero_init_residual,
+                    v15=spec.bottleneck_stride == "v1.5",
+                )
+    if ops.article:
+        x = layers.AveragePooling2D(2, name="head_pool")(x)
+        x = layers.Flatten(name="head_flatten")(x)
+    else:
+        x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    units, activation = (1, "sigmoid") if binary_head else (num_classes, "softmax")
+    # float32 head so mixed-precision runs keep a stable loss.
+    outputs = layers.Dense(units, activation=activation, dtype="float32", name="head_dense")(x)
+    return keras.Model(inputs, outputs, name=spec.name)
+
+
+def _final_size(spec: ModelSpec, size: int) -> int:
+    """Spatial size entering the head for a square input of ``size`` pixels."""
+    if spec.flavour == "article":
+        size = (-(-size // 2) - 3) // 2 + 1  # "same" 7x7/2 conv, valid 3x3/2 max-pool
+    elif spec.resolved_stem() == "imagenet":
+        size = ((size - 1) // 2 + 1 - 1) // 2 + 1
+    for s, (kind, _, _) in enumerate(spec.stages(), start=1):
+        if s > 1 or (spec.flavour == "article" and kind == "bottleneck"):
+            if size < 2:
+                return 0  # a stride-2 stage needs at least two pixels to halve
+            size = (size - 1) // 2 + 1
+    if spec.flavour == "article":
+        size //= 2  # 2x2/2 average pool
+    return size
+
+
+def minimum_input_size(spec: ModelSpec) -> int:
+    """Smallest square input for which every stride-2 stage still has pixels to halve."""
+    return next(n for n in range(1, 4096) if _final_size(spec, n) >= 1)
+
+
+# --------------------------------------------------------------------------------------
+# Counts
+
+
+def count_params(model: keras.Model) -> dict[str, int]:
+    """Trainable and non-trainable (BN moving statistics) parameter counts."""
+    trainable = sum(int(v.numpy().size) for v in model.trainable_weights)
+    total = model.count_params()
+    return {"params_total": total, "params_trainable": trainable, "params_non_trainable": total - trainable}
+
+
+def count_macs(model: keras.Model) -> int:
+    """Multiply-accumulates per image of the conv and dense layers (what Table 1 counts)."""
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            _, oh, ow, oc = layer.output.shape
+            kh, kw = layer.kernel_size
+            ic = layer.input.shape[-1]
+            macs += oh * ow * oc * kh * kw * ic // layer.groups
+        elif isinstance(layer, layers.Dense):
+            macs += layer.input.shape[-1] * layer.units
+    return int(macs)
+
+
+def describe(spec: ModelSpec, input_shape, num_classes, binary_head=False) -> dict:
+    """Name, architecture fields, parameter counts and MACs of one spec (builds it once)."""
+    model = build_model(spec, input_shape, num_classes, binary_head)
+    info = {
+        "name": spec.name,
+        "depth": spec.depth,
+        "family": spec.family,
+        "shortcut": spec.shortcut,
+        "flavour": spec.flavour,
+        "blocks": sum(b for _, b, _ in spec.stages()),
+        "add_layers": sum(isinstance(layer, layers.Add) for layer in model.layers),
+    }
+    info.update(count_params(model))
+    info["macs"] = count_macs(model)
+    keras.backend.clear_session()
+    return info
+
+
+def stage_of(variable_path: str) -> str:
+    """Group name of a weight for per-stage gradient norms: ``stem``, ``stage2``, ``head``."""
+    head = variable_path.split("/")[0]
+    m = re.match(r"(stage\d+)_", head)
+    if m:
+        return m.group(1)
+    return "head" if head.startswith("head") else "stem"
+
+
+def registry(flavour: str = "paper") -> list[ModelSpec]:
+    """Every named architecture of a flavour, each residual spec followed by its plain twin."""
+    if flavour == "article":
+        residual = [ModelSpec(d, "B", "imagenet", "article") for d in (18, 50)]
+    else:
+        residual = [ModelSpec(d, "B", "imagenet") for d in IMAGENET_DEPTHS]
+        residual += [ModelSpec(d, "A", "cifar") for d in CIFAR_EXAMPLE_DEPTHS]
+    return [s for r in residual for s in (r, r.twin())]

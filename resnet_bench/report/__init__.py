@@ -1,0 +1,105 @@
+"""Report: tracking store -> tidy frame -> aggregation -> Markdown + figures.
+
+Reads the store only (no TensorFlow, no model code), so a report regenerates in seconds from
+any store, one filled by someone else included.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import UserError
+from . import render, stats
+from .frame import load_frame
+
+__all__ = ["build_context", "write_report", "load_frame", "cli_report"]
+
+
+def _expected_runs(first) -> int:
+    """Size of the grid the runs were planned with (from their logged grid.* params)."""
+    newest = first.sort_values("start_time").iloc[-1]
+    sizes = [len(str(newest[k]).split(",")) for k in ("grid.depths", "grid.shortcuts", "grid.seeds") if newest[k]]
+    total = 1
+    for s in sizes:
+        total *= s
+    return total
+
+
+def build_context(frame, experiment: str, config_hash=None, seeds=None, figure_dir="figures", command="") -> dict:
+    """Everything the renderers need, computed from the tidy frame (pure, no I/O)."""
+    sel, config_hash = stats.select_runs(frame, config_hash, seeds)
+    if sel.empty:
+        raise UserError(f"no runs of {experiment!r} match configuration {config_hash} and seeds {seeds}")
+    used = stats.finished_latest(sel)
+    runs = stats.per_run(used)
+    if runs.empty:
+        raise UserError(f"experiment {experiment!r} has no FINISHED runs yet (configuration {config_hash})")
+    first = sel.drop_duplicates("run_id")
+    done_pairs = set(zip(runs["model"], runs["seed"]))
+    running = first[(first["status"] == "RUNNING")]
+    excluded = first[first["status"].isin(["FAILED", "KILLED"])]
+    expected = _expected_runs(first) if not seeds else len(runs["model"].unique()) * len(seeds)
+    return {
+        "experiment": experiment,
+        "frame": used,
+        "runs": runs,
+        "config_hash": config_hash,
+        "other_configs": int(frame.drop_duplicates("run_id")["config_hash"].ne(config_hash).sum()),
+        "pending": max(0, expected - len(done_pairs)),
+        "running": len(running),
+        "excluded": len(excluded),
+        "index": first.sort_values(["model", "seed", "start_time"])[
+            ["model", "seed", "run_id", "status", "failure_reason"]
+        ],
+        "summary": stats.summary(runs),
+        "shortcut": stats.shortcut_effects(runs),
+        "depth": stats.depth_effects(runs),
+        "verdicts": stats.verdicts(runs),
+        "published": stats.published_comparison(runs, str(first["data_source"].iloc[0]), str(first["family"].iloc[0])),
+        "figure_dir": figure_dir,
+        "command": command,
+        "figures": {},
+    }
+
+
+def write_report(uri: str, experiment: str, out: Path, config_hash=None, seeds=None, command="") -> dict:
+    """Write ``out`` and its figures (``figures/<experiment>/`` beside it); returns the context."""
+    frame = load_frame(uri, experiment)
+    out = Path(out)
+    fig_rel = f"figures/{out.stem}"
+    ctx = build_context(frame, experiment, config_hash, seeds, fig_rel, command)
+    ctx["figures"] = render.figures(ctx["frame"], ctx["runs"], out.parent / fig_rel)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render.markdown(ctx))
+    ctx["all_frame"] = frame
+    return ctx
+
+
+def cli_report(args) -> int:
+    from ..tracking import resolve_uri
+
+    experiment = args.experiment
+    if experiment.endswith(".toml"):
+        experiment = Path(experiment).stem
+    uri = resolve_uri(args.tracking_uri)
+    out = Path(args.out or f"reports/{experiment}.md")
+    command = f"resnet-bench report {experiment}"
+    if args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
+        command += " --tracking-uri URI"
+    if args.out:
+        command += f" --out {args.out}"
+    if args.seeds:
+        command += f" --seeds {','.join(map(str, args.seeds))}"
+    ctx = write_report(uri, experiment, out, args.config_hash, args.seeds, command)
+    if args.csv:
+        ctx["all_frame"].to_csv(args.csv, index=False)
+    if args.parquet:
+        try:
+            ctx["all_frame"].to_parquet(args.parquet, index=False)
+        except ImportError:
+            raise UserError("--parquet needs pyarrow: pip install 'resnet_bench[parquet]'") from None
+    print(f"wrote {out} ({len(ctx['runs'])} runs, {len(ctx['figures'])} figures)")
+    for v in ctx["verdicts"]:
+        print(v.sentence)
+    return 0

@@ -1,0 +1,239 @@
+"""Renderers: aggregated data -> Markdown text and matplotlib PNGs.
+
+Output is deterministic (sorted rows, fixed float formats, PNGs without a software or date
+stamp), so a report regenerated from the same store is byte-identical and diffs cleanly.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import stats  # noqa: E402
+
+PNG_META = {"Software": None}
+plt.rcParams.update({"svg.hashsalt": "resnet_bench", "figure.dpi": 100})
+
+
+def _style(model: str, shortcut: str, colours: dict) -> dict:
+    return {"color": colours[model], "linestyle": "--" if shortcut == "none" else "-"}
+
+
+def _colours(runs: pd.DataFrame) -> dict:
+    cmap = plt.get_cmap("tab10")
+    models = runs.assign(plain=runs["shortcut"] == "none").sort_values(["depth", "plain"])["model"].unique()
+    return {m: cmap(i % 10) for i, m in enumerate(models)}
+
+
+def _band_plot(ax, frame, runs, metric, colours, ylabel):
+    shortcut = runs.drop_duplicates("model").set_index("model")["shortcut"]
+    cur = stats.curves(frame, metric)
+    for model in colours:
+        c = cur[cur["model"] == model]
+        if c.empty:
+            continue
+        ax.plot(c["epoch"], c["mean"], label=model, **_style(model, shortcut[model], colours))
+        ax.fill_between(c["epoch"], c["min"], c["max"], color=colours[model], alpha=0.15, linewidth=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def figures(frame: pd.DataFrame, runs: pd.DataFrame, out_dir: Path) -> dict[str, str]:
+    """Draw the report's figures into ``out_dir``; returns {figure name: file name}."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    colours = _colours(runs)
+    made = {}
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    _band_plot(ax, frame, runs, "train_loss", colours, "training loss (mean, band = min-max over seeds)")
+    ax.set_yscale("log")
+    ax.legend()
+    made["train_loss"] = _save(fig, out_dir / "train_loss.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    _band_plot(axes[0], frame, runs, "train_accuracy", colours, "accuracy")
+    axes[0].set_title("training accuracy")
+    _band_plot(axes[1], frame, runs, "val_accuracy", colours, "accuracy")
+    axes[1].set_title("validation accuracy")
+    axes[1].legend()
+    made["accuracy"] = _save(fig, out_dir / "accuracy.png")
+
+    names = stats.variant_names(runs)
+    deepest = max((d for d, _ in names), default=None)
+    pair = [names.get((deepest, r)) for r in (True, False)]
+    grad_cols = sorted(c for c in frame.columns if c.startswith("grad_norm/"))
+    if all(pair) and grad_cols:
+        sub = frame[frame["model"].isin(pair)]
+        groups = [c for c in grad_cols if sub[c].notna().any()]
+        fig, axes = plt.subplots(1, len(groups), figsize=(2.6 * len(groups), 3.4), squeeze=False)
+        shortcut = runs.drop_duplicates("model").set_index("model")["shortcut"]
+        for ax, col in zip(axes[0], groups):
+            cur = stats.curves(sub, col)
+            for model in pair:
+                c = cur[cur["model"] == model]
+                ax.plot(c["epoch"], c["mean"], label=model, **_style(model, shortcut[model], colours))
+                ax.fill_between(c["epoch"], c["min"], c["max"], color=colours[model], alpha=0.15, linewidth=0)
+            ax.set_yscale("log")
+            ax.set_title(col.split("/", 1)[1])
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("gradient L2 norm (probe batch)")
+        axes[0][-1].legend(fontsize=8)
+        made["grad_norms"] = _save(fig, out_dir / "grad_norms.png")
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    rows = stats.summary(runs)
+    ax.bar([r["model"] for r in rows], [r["step_ms"] for r in rows], color=[colours[r["model"]] for r in rows])
+    ax.set_ylabel("median step time (ms)")
+    ax.grid(axis="y", alpha=0.3)
+    made["step_time"] = _save(fig, out_dir / "step_time.png")
+    return made
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, metadata=PNG_META)
+    plt.close(fig)
+    return path.name
+
+
+def _pm(ms: tuple[float, float], fmt: str = ".3f") -> str:
+    mean, std = ms
+    return f"{mean:{fmt}}" if math.isnan(std) else f"{mean:{fmt}} ± {std:{fmt}}"
+
+
+def _ci(d: stats.Paired) -> tuple[str, str, str]:
+    if not d.has_stats:
+        return f"{d.mean:+.3f}", "n/a", "n/a"
+    return f"{d.mean:+.3f}", f"[{d.low:+.3f}, {d.high:+.3f}]", f"{d.p:.3g}"
+
+
+def _unique(frame: pd.DataFrame, col: str) -> str:
+    vals = sorted({str(v) for v in frame[col].dropna()})
+    return ", ".join(vals) if vals else "unknown"
+
+
+def markdown(ctx: dict) -> str:
+    """The report text from an aggregated context (see ``report.build_context``)."""
+    frame, runs, experiment = ctx["frame"], ctx["runs"], ctx["experiment"]
+    first = frame.drop_duplicates("run_id")
+    L = [f"# Report: {experiment}", ""]
+    L += [
+        "_Generated from the MLflow tracking store by `resnet_bench`; numbers, tables, figures and "
+        "verdicts are computed, not written by hand._",
+        "",
+        f"- **Regenerate**: `{ctx['command']}`",
+        f"- **Runs**: {len(runs)} finished runs used ({runs['seed'].nunique() if len(runs) else 0} seeds: "
+        f"{', '.join(map(str, sorted(runs['seed'].unique())))}), {ctx['pending']} pending, "
+        f"{ctx['excluded']} failed/killed excluded; configuration `{ctx['config_hash']}`"
+        + (f" ({ctx['other_configs']} runs of other configurations ignored)" if ctx["other_configs"] else ""),
+        f"- **Dates** (UTC): {first['start_time'].min():%Y-%m-%d %H:%M} to {first['start_time'].max():%Y-%m-%d %H:%M}",
+        f"- **Data**: source `{_unique(first, 'data_source')}`, hash `{_unique(first, 'data_hash')}`, "
+        f"{_unique(first, 'data_train_count')} train / {_unique(first, 'data_test_count')} test images, "
+        f"{_unique(first, 'data_classes')} classes, {_unique(first, 'data.image_size')} px",
+        f"- **Training**: {_unique(first, 'train.epochs')} epochs, batch {_unique(first, 'train.batch_size')}, "
+        f"{_unique(first, 'train.optimizer')} lr {_unique(first, 'train.learning_rate')}, "
+        f"zero-init residual BN: {_unique(first, 'model.zero_init_residual')}",
+        f"- **Hardware**: {_unique(first, 'cpu_model')} ({_unique(first, 'cpu_count')} CPUs), GPU: "
+        f"{_unique(first, 'gpu')}, device: {_unique(first, 'device')}",
+        f"- **Software**: TensorFlow {_unique(first, 'tensorflow_version')}, Keras {_unique(first, 'keras_version')}, "
+        f"MLflow {_unique(first, 'mlflow_version')}, Python {_unique(first, 'python_version')}",
+        f"- **Code**: git {_unique(first, 'git_commit')} (dirty: {_unique(first, 'git_dirty')})",
+        "",
+    ]
+    if ctx.get("description"):
+        L += [ctx["description"], ""]
+
+    L += [
+        "## Summary",
+        "",
+        "Mean ± standard deviation over seeds (n seeds). Step time and throughput are medians "
+        "over runs of each run's median over epochs 2+.",
+        "",
+    ]
+    L += [
+        "| variant | depth | shortcut | params | MACs/image | n | final train loss | final train acc | "
+        "best val acc | final val acc | step (ms) | images/s |",
+        "|" + "---|" * 12,
+    ]
+    for r in ctx["summary"]:
+        L.append(
+            f"| {r['model']} | {r['depth']} | {r['shortcut']} | {r['params']:,} | {r['macs'] / 1e6:.1f}M | {r['n']} | "
+            f"{_pm(r['final_train_loss'])} | {_pm(r['final_train_accuracy'])} | {_pm(r['best_val_accuracy'])} | "
+            f"{_pm(r['final_val_accuracy'])} | {r['step_ms']:.1f} | {r['images_per_second']:.0f} |"
+        )
+    L += [""]
+
+    L += [
+        "## Shortcut effect",
+        "",
+        "Paired over seeds: plain minus residual at the same depth and seed. A positive "
+        "loss difference means the residual net trained further; a negative accuracy difference means it "
+        "validates better.",
+        "",
+    ]
+    L += ["| depth | n | Δ final train loss | 95% CI | p | Δ final val acc | 95% CI | p |", "|" + "---|" * 8]
+    for depth, loss, acc in ctx["shortcut"]:
+        L.append(f"| {depth} | {loss.n} | " + " | ".join(_ci(loss)) + " | " + " | ".join(_ci(acc)) + " |")
+    L += [""]
+
+    L += [
+        "## Degradation check",
+        "",
+        "Paired over seeds: deepest minus shallowest net of each kind, final training "
+        "loss. Degradation means the deeper plain net ends *higher*.",
+        "",
+    ]
+    L += ["| nets | comparison | n | Δ final train loss | 95% CI | p |", "|" + "---|" * 6]
+    for label, d in ctx["depth"].items():
+        L.append(f"| {label} | {d.a} − {d.b} | {d.n} | " + " | ".join(_ci(d)) + " |")
+    L += ["", "### Verdict", "", f"Rule: {stats.VERDICT_RULE}", ""]
+    if not ctx["verdicts"]:
+        L.append("No claim can be decided: the runs lack a shallow/deep or plain/residual pair.")
+    if runs["seed"].nunique() < 2:
+        L.append("Statistics are not available: fewer than 2 seeds finished.")
+        L.append("")
+    for v in ctx["verdicts"]:
+        L.append(f"- {v.sentence}")
+    L += [""]
+
+    L += ["## Figures", ""]
+    captions = {
+        "train_loss": "Training loss per epoch (line: mean over seeds; band: min-max; dashed: plain, solid: residual).",
+        "accuracy": "Training and validation accuracy per epoch.",
+        "grad_norms": "Gradient norm per stage on a fixed probe batch at the start of each epoch, plain versus "
+        "residual at the deepest depth: the diagnostic of why plain nets stall.",
+        "step_time": "Median training step time per variant.",
+    }
+    for name, file in ctx["figures"].items():
+        L += [f"![{name}]({ctx['figure_dir']}/{file})", "", captions[name], ""]
+
+    if ctx["published"]:
+        L += [
+            "## Comparison with published numbers",
+            "",
+            "CIFAR-10 test error (%), ours (mean over seeds) against He et al. 2015, Table 6.",
+            "",
+            "| variant | n | ours | paper | difference |",
+            "|---|---|---|---|---|",
+        ]
+        for p in ctx["published"]:
+            L.append(f"| {p['model']} | {p['n']} | {p['ours']:.2f} | {p['paper']:.2f} | {p['difference']:+.2f} |")
+        L += [""]
+
+    L += ["## Run index", "", "| variant | seed | run id | status | note |", "|---|---|---|---|---|"]
+    index = ctx["index"]
+    for r in index.itertuples():
+        note = "used" if r.run_id in set(runs["run_id"]) else (r.failure_reason or "superseded by a later run")
+        if r.status not in ("FINISHED",) and not r.failure_reason:
+            note = "in progress" if r.status == "RUNNING" else r.status.lower()
+        L.append(f"| {r.model} | {r.seed} | `{r.run_id}` | {r.status} | {str(note).replace('|', '/')[:120]} |")
+    L += [""]
+    return "\n".join(L)

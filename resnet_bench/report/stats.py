@@ -1,0 +1,265 @@
+"""Pure aggregation: tidy frame -> summary rows, paired differences, verdicts.
+
+Nothing here reads a store or draws; every function takes a DataFrame (or rows) and returns
+plain data, so tests can feed hand-built frames with known answers.
+
+Statistics: a *paired t-test* (``scipy.stats.ttest_rel``) with a t-based 95% interval on
+the per-seed differences. Pairing is by seed: a plain net and its residual twin with seed k
+share initial-weight draws, data order and augmentation. The t-test rather than an exact
+permutation test because with the few seeds a CPU budget affords, the permutation test
+cannot reach significance at all (with n = 3 pairs its smallest two-sided p-value is
+2 / 2**3 = 0.25), whereas the t-test uses the size of the differences, at the price of assuming
+they are roughly normal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+ALPHA = 0.05
+
+VERDICT_RULE = (
+    "A claim is *reproduced* when the paired difference over seeds has the claimed sign, its "
+    "95% t-interval excludes 0 and the paired t-test gives p < 0.05; *not reproduced* when "
+    "the interval excludes 0 on the other side (p < 0.05 against the claim); *inconclusive* "
+    "otherwise, and always when fewer than 2 seeds are paired."
+)
+
+
+def select_runs(frame: pd.DataFrame, config_hash: str | None = None, seeds=None) -> tuple[pd.DataFrame, str]:
+    """The runs a report is about: one configuration, the latest attempt per (model, seed).
+
+    Returns the frame restricted to those runs (all statuses) and the configuration hash used:
+    the given one, or that of the most recently started run.
+    """
+    if config_hash is None:
+        config_hash = frame.sort_values("start_time")["config_hash"].iloc[-1]
+    sel = frame[frame["config_hash"] == config_hash]
+    if seeds:
+        sel = sel[sel["seed"].isin(list(seeds))]
+    return sel, config_hash
+
+
+def finished_latest(frame: pd.DataFrame) -> pd.DataFrame:
+    """FINISHED runs only, the newest per (model, seed) (a ``--force`` re-run supersedes)."""
+    done = frame[frame["status"] == "FINISHED"]
+    latest = done.sort_values("start_time").groupby(["model", "seed"])["run_id"].last()
+    return done[done["run_id"].isin(latest)]
+
+
+def per_run(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: final-epoch metrics, best validation accuracy, median step time."""
+    rows = []
+    for run_id, g in frame.dropna(subset=["epoch"]).groupby("run_id", sort=True):
+        g = g.sort_values("epoch")
+        last = g.iloc[-1]
+        later = g[g["epoch"] > 1] if len(g) > 1 else g  # epoch 1 includes tracing
+        rows.append(
+            {
+                "run_id": run_id,
+                "model": last["model"],
+                "seed": int(last["seed"]),
+                "depth": int(last["depth"]),
+                "shortcut": last["shortcut"],
+                "params_total": last["params_total"],
+                "macs": last["macs"],
+                "epochs": int(last["epoch"]),
+                "final_train_loss": last["train_loss"],
+                "final_train_accuracy": last["train_accuracy"],
+                "final_val_accuracy": last["val_accuracy"],
+                "best_val_accuracy": g["val_accuracy"].max(),
+                "step_ms": later["step_ms_median"].median(),
+                "images_per_second": later["images_per_second"].median(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _mean_std(x: pd.Series) -> tuple[float, float]:
+    x = x.dropna()
+    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else float("nan")
+
+
+def summary(runs: pd.DataFrame) -> list[dict]:
+    """One row per variant (sorted by depth, residual first): mean, std and n over seeds."""
+    out = []
+    order = runs.assign(plain=runs["shortcut"] == "none").sort_values(["depth", "plain", "model"])
+    for model, g in order.groupby("model", sort=False):
+        row = {
+            "model": model,
+            "depth": int(g["depth"].iloc[0]),
+            "shortcut": g["shortcut"].iloc[0],
+            "params": int(g["params_total"].iloc[0]),
+            "macs": int(g["macs"].iloc[0]),
+            "n": len(g),
+        }
+        for col in ("final_train_loss", "final_train_accuracy", "best_val_accuracy", "final_val_accuracy"):
+            row[col] = _mean_std(g[col])
+        row["step_ms"] = float(g["step_ms"].median())
+        row["images_per_second"] = float(g["images_per_second"].median())
+        out.append(row)
+    return out
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Paired difference ``a - b`` over the seeds both variants share."""
+
+    a: str
+    b: str
+    metric: str
+    n: int
+    mean: float
+    low: float
+    high: float
+    p: float
+    seeds: tuple[int, ...]
+
+    @property
+    def has_stats(self) -> bool:
+        return self.n >= 2 and math.isfinite(self.low)
+
+
+def paired(runs: pd.DataFrame, a: str, b: str, metric: str) -> Paired:
+    """Mean of ``a - b`` with a 95% t-interval and the paired t-test p-value (NaN if n < 2)."""
+    va = runs[runs["model"] == a].set_index("seed")[metric]
+    vb = runs[runs["model"] == b].set_index("seed")[metric]
+    seeds = sorted(set(va.dropna().index) & set(vb.dropna().index))
+    d = np.array([va[s] - vb[s] for s in seeds], dtype=float)
+    n = len(d)
+    mean = float(d.mean()) if n else float("nan")
+    low = high = p = float("nan")
+    if n >= 2:
+        se = d.std(ddof=1) / math.sqrt(n)
+        if se == 0:
+            low = high = mean
+            p = 0.0 if mean != 0 else 1.0
+        else:
+            half = sps.t.ppf(1 - ALPHA / 2, n - 1) * se
+            low, high = mean - half, mean + half
+            p = float(sps.ttest_rel(va[seeds].to_numpy(float), vb[seeds].to_numpy(float)).pvalue)
+    return Paired(a, b, metric, n, mean, float(low), float(high), p, tuple(int(s) for s in seeds))
+
+
+def outcome(diff: Paired, claimed_sign: int) -> str:
+    """Apply :data:`VERDICT_RULE`: ``reproduced`` / ``not reproduced`` / ``inconclusive``."""
+    if not diff.has_stats:
+        return "inconclusive"
+    significant = diff.p < ALPHA and (diff.low > 0 or diff.high < 0)
+    if significant and np.sign(diff.mean) == claimed_sign:
+        return "reproduced"
+    if significant:
+        return "not reproduced"
+    return "inconclusive"
+
+
+def variant_names(runs: pd.DataFrame) -> dict[tuple[int, bool], str]:
+    """(depth, residual?) -> model name for the variants present."""
+    return {(int(r.depth), r.shortcut != "none"): r.model for r in runs.drop_duplicates("model").itertuples()}
+
+
+def shortcut_effects(runs: pd.DataFrame) -> list[tuple[int, Paired, Paired]]:
+    """Per depth: plain minus residual in final train loss and in final validation accuracy."""
+    names = variant_names(runs)
+    out = []
+    for depth in sorted({d for d, _ in names}):
+        if (depth, True) in names and (depth, False) in names:
+            plain, res = names[(depth, False)], names[(depth, True)]
+            out.append(
+                (depth, paired(runs, plain, res, "final_train_loss"), paired(runs, plain, res, "final_val_accuracy"))
+            )
+    return out
+
+
+def depth_effects(runs: pd.DataFrame) -> dict[str, Paired]:
+    """Deepest minus shallowest final train loss, for plain and for residual nets."""
+    names = variant_names(runs)
+    out = {}
+    for residual, label in ((False, "plain"), (True, "residual")):
+        depths = sorted(d for d, r in names if r == residual)
+        if len(depths) >= 2:
+            out[label] = paired(runs, names[(depths[-1], residual)], names[(depths[0], residual)], "final_train_loss")
+    return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str
+    outcome: str
+    sentence: str
+
+
+def _fmt_diff(d: Paired) -> str:
+    if not d.has_stats:
+        return f"difference {d.mean:.3f}, n = {d.n} (statistics not available with fewer than 2 seeds)"
+    return f"difference {d.mean:.3f} [{d.low:.3f}, {d.high:.3f}], p = {d.p:.3g}, n = {d.n}"
+
+
+def verdicts(runs: pd.DataFrame) -> list[Verdict]:
+    """The three claims, each decided by :func:`outcome` from the paired differences."""
+    out = []
+    depth = depth_effects(runs)
+    effects = shortcut_effects(runs)
+    if "plain" in depth:
+        d = depth["plain"]
+        o = outcome(d, +1)
+        out.append(
+            Verdict(
+                "Degradation",
+                o,
+                f"Degradation: {o}. {d.a} vs {d.b} (deep minus shallow plain net), "
+                f"final training loss {_fmt_diff(d)}; claimed: > 0.",
+            )
+        )
+    if effects:
+        depth_max, d, _ = effects[-1]
+        o = outcome(d, +1)
+        out.append(
+            Verdict(
+                "Shortcut effect",
+                o,
+                f"Shortcut effect: {o}. {d.a} vs {d.b} at depth {depth_max} "
+                f"(plain minus residual), final training loss {_fmt_diff(d)}; "
+                "claimed: > 0.",
+            )
+        )
+    if "residual" in depth:
+        d = depth["residual"]
+        o = outcome(d, -1)
+        out.append(
+            Verdict(
+                "Residual depth",
+                o,
+                f"Residual depth: {o}. {d.a} vs {d.b} (deep minus shallow residual "
+                f"net), final training loss {_fmt_diff(d)}; claimed: < 0.",
+            )
+        )
+    return out
+
+
+def curves(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per (model, epoch): mean, std, min and max of ``metric`` over seeds."""
+    g = frame.dropna(subset=["epoch", metric]).groupby(["model", "epoch"])[metric]
+    return g.agg(["mean", "std", "min", "max", "count"]).reset_index()
+
+
+# He et al. 2015, Table 6: CIFAR-10 test error (%) of the residual nets (option A).
+PUBLISHED_CIFAR10_ERROR = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17, "resnet56": 6.97, "resnet110": 6.43}
+
+
+def published_comparison(runs: pd.DataFrame, data_source: str, family: str) -> list[dict]:
+    """Our test error next to He et al.'s for CIFAR-10 runs of the CIFAR family."""
+    if data_source != "cifar10" or family != "cifar":
+        return []
+    out = []
+    for model, g in runs.groupby("model"):
+        if model in PUBLISHED_CIFAR10_ERROR:
+            ours = 100 * (1 - g["final_val_accuracy"].mean())
+            paper = PUBLISHED_CIFAR10_ERROR[model]
+            out.append({"model": model, "n": len(g), "ours": ours, "paper": paper, "difference": ours - paper})
+    return out

@@ -1,0 +1,169 @@
+"""The small MLflow layer: where the store is, how runs are found, claimed and reaped.
+
+Runs are grouped by tags rather than parent runs: a resumed sweep, or one spread over Ray
+workers, produces runs in several processes and invocations, and a parent run per invocation
+would scatter one experiment's (variant, seed) grid over many parents. Tags
+(``bench_experiment``, ``config_hash``, ``run_key``, ``invocation``) let the report select
+exactly the runs it needs whatever produced them.
+
+A run is *claimed* by creating it (status RUNNING, tagged with its ``run_key`` and its owner's
+host and pid) and then looking for other live runs with the same key: the oldest one wins and
+the others delete their fresh run and move on. Creation-then-check needs no lock, works over a
+tracking server, and never lets two processes train the same run. A RUNNING run whose owner
+is gone (same host and a dead pid, or no heartbeat for ``STALE_SECONDS``) is marked KILLED
+before the claim, so a SIGKILLed sweep resumes cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from .errors import UserError
+
+STALE_SECONDS = float(os.environ.get("RESNET_BENCH_STALE_SECONDS", 1800))
+_MAX_BATCH = 900  # MLflow caps a log_batch call at 1000 params + metrics + tags
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > MLflow 3's default, ``mlflow.db`` here.
+
+    The default is made absolute so that artifacts and database stay together whatever the
+    working directory of later steps.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def check_reachable(uri: str) -> None:
+    """An unreachable tracking server is a one-line error before any training starts."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).read()
+        except OSError as e:
+            raise UserError(f"tracking server {uri} is unreachable ({e})") from None
+
+
+def _retry(fn, *args, **kwargs):
+    """SQLite allows one writer at a time: two sweeps on one store retry instead of crashing."""
+    for attempt in range(20):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            if "locked" not in str(e).lower() or attempt == 19:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+class Store:
+    """An MLflow tracking store addressed by URI, with the calls the driver needs."""
+
+    def __init__(self, uri: str | None = None):
+        self.uri = resolve_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    def call(self, name: str, *args, **kwargs):
+        return _retry(getattr(self.client, name), *args, **kwargs)
+
+    # -- experiments and lookups ---------------------------------------------------------
+
+    def experiment_id(self, name: str, create: bool = True) -> str | None:
+        exp = self.call("get_experiment_by_name", name)
+        if exp is not None:
+            return exp.experiment_id
+        if not create:
+            return None
+        artifacts = None
+        if self.uri.startswith("sqlite:///"):
+            # MLflow 3's local layout: mlflow.db beside an mlruns/ artifact folder.
+            artifacts = (Path(self.uri[len("sqlite:///") :]).parent / "mlruns").as_uri()
+        try:
+            return self.call("create_experiment", name, artifact_location=artifacts)
+        except Exception:  # created by a concurrent sweep a moment ago
+            return self.call("get_experiment_by_name", name).experiment_id
+
+    def runs(self, exp_id: str, filter_string: str = "") -> list:
+        out, token = [], None
+        while True:
+            page = self.call("search_runs", [exp_id], filter_string=filter_string, max_results=1000, page_token=token)
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+
+    def runs_with_key(self, exp_id: str, run_key: str) -> list:
+        return self.runs(exp_id, f"tags.run_key = '{run_key}'")
+
+    # -- claiming ------------------------------------------------------------------------
+
+    @staticmethod
+    def owner_alive(run) -> bool:
+        tags = run.data.tags
+        if tags.get("owner_host") == socket.gethostname():
+            try:
+                os.kill(int(tags.get("owner_pid", -1)), 0)
+                return True
+            except (OSError, ValueError):
+                return False
+        beat = float(tags.get("heartbeat", run.info.start_time / 1000))
+        return time.time() - beat < STALE_SECONDS
+
+    def reap(self, exp_id: str, run_key: str) -> int:
+        """Mark RUNNING runs of ``run_key`` whose owner died as KILLED; returns how many."""
+        n = 0
+        for run in self.runs_with_key(exp_id, run_key):
+            if run.info.status == "RUNNING" and not self.owner_alive(run):
+                self.call("set_tag", run.info.run_id, "failure_reason", "owner process died (found by a later sweep)")
+                self.call("set_terminated", run.info.run_id, "KILLED")
+                n += 1
+        return n
+
+    def claim(self, exp_id: str, run_key: str, tags: dict, force: bool = False) -> str | None:
+        """Create the run for ``run_key`` unless it is finished (and not forced) or taken."""
+        self.reap(exp_id, run_key)
+        if not force and any(r.info.status == "FINISHED" for r in self.runs_with_key(exp_id, run_key)):
+            return None
+        owner = {"owner_host": socket.gethostname(), "owner_pid": str(os.getpid()), "heartbeat": f"{time.time():.0f}"}
+        run = self.call(
+            "create_run",
+            exp_id,
+            tags={**{k: str(v) for k, v in tags.items()}, **owner, "run_key": run_key},
+            run_name=tags.get("run_name"),
+        )
+        mine = (run.info.start_time, run.info.run_id)
+        for other in self.runs_with_key(exp_id, run_key):
+            if other.info.run_id == run.info.run_id:
+                continue
+            live = other.info.status == "RUNNING" and (other.info.start_time, other.info.run_id) < mine
+            done = other.info.status == "FINISHED" and not force
+            if live or done:
+                self.call("delete_run", run.info.run_id)
+                return None
+        return run.info.run_id
+
+    # -- logging -------------------------------------------------------------------------
+
+    def log_params(self, run_id: str, params: dict) -> None:
+        items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        for i in range(0, len(items), _MAX_BATCH):
+            self.call("log_batch", run_id, params=items[i : i + _MAX_BATCH])
+
+    def log_epoch(self, run_id: str, row: dict) -> None:
+        """One call per epoch: every metric at step = epoch, plus the heartbeat tag."""
+        ts = int(time.time() * 1000)
+        step = int(row["epoch"])
+        metrics = [Metric(k, float(v), ts, step) for k, v in row.items() if k != "epoch"]
+        self.call("log_batch", run_id, metrics=metrics, tags=[RunTag("heartbeat", f"{time.time():.0f}")])
+
+    def end(self, run_id: str, status: str, reason: str | None = None) -> None:
+        if reason:
+            self.call("set_tag", run_id, "failure_reason", reason[:5000])
+        self.call("set_terminated", run_id, status)

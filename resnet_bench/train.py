@@ -1,0 +1,245 @@
+"""Train one (variant, seed): build, compile, fit, and measure each epoch.
+
+This module knows Keras and the data pipeline, not MLflow: per-epoch results go to an
+``on_epoch`` hook that the driver turns into tracking calls. What it measures per epoch:
+loss and accuracy (train and validation), wall time, step times (median and 90th percentile),
+throughput, the learning rate, and per-stage gradient norms on a fixed probe batch (the
+diagnostic of why plain nets stall: in a deep plain net the early stages get vanishing
+gradients; shortcuts keep them alive).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import data as data_mod
+from .errors import DivergedError
+from .models import ModelSpec, build_model, count_macs, count_params, stage_of
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """Settings chosen per device kind when the experiment says ``auto``."""
+
+    device: str  # "gpu" or "cpu"
+    mixed_precision: str  # "off" | "float16" | "bfloat16"
+    jit_compile: bool
+
+
+def resolve_device_settings(train_cfg) -> DeviceSettings:
+    """Fastest measured defaults per device kind (see reports/perf.md), overridable by the file.
+
+    On CPU, mixed precision only slows the convolutions down and XLA gave 1.0-1.5x
+    inconsistently after a ~20 s compile, so both stay off; on GPU both are on.
+    """
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    mp = train_cfg.mixed_precision
+    if mp == "auto":
+        mp = "float16" if gpu else "off"
+    jit = train_cfg.jit_compile
+    jit = gpu if jit == "auto" else jit == "on"
+    return DeviceSettings("gpu" if gpu else "cpu", mp, jit)
+
+
+def make_strategy(name: str):
+    """``none`` -> default strategy; ``mirrored`` -> all visible GPUs (or the CPU);
+    ``multi_worker`` -> workers described by ``TF_CONFIG``."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def make_optimizer(t, steps_per_epoch: int):
+    lr = t.learning_rate
+    if t.lr_schedule == "step":
+        values = [t.learning_rate * t.lr_decay**i for i in range(len(t.lr_boundaries) + 1)]
+        lr = keras.optimizers.schedules.PiecewiseConstantDecay(list(t.lr_boundaries), values)
+    elif t.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, t.epochs * steps_per_epoch)
+    wd = t.weight_decay or None
+    if t.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=t.momentum, weight_decay=wd)
+    return keras.optimizers.Adam(lr, weight_decay=wd)
+
+
+def make_loss(t, num_classes: int):
+    """Loss and accuracy metric for the head in use (one sigmoid unit or softmax)."""
+    if t.loss == "binary":
+        return keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing), keras.metrics.BinaryAccuracy(
+            name="accuracy"
+        )
+    metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    if not t.label_smoothing:
+        return keras.losses.SparseCategoricalCrossentropy(), metric
+
+    def smoothed(y_true, y_pred):
+        onehot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), num_classes)
+        return keras.losses.categorical_crossentropy(onehot, y_pred, label_smoothing=t.label_smoothing)
+
+    return smoothed, metric
+
+
+class GradientProbe:
+    """Per-stage gradient L2 norms of the data loss on a fixed batch, in training mode.
+
+    Training-mode BN would update its moving statistics; they are restored afterwards so the
+    probe leaves the run's numbers untouched.
+    """
+
+    def __init__(self, model: keras.Model, loss_fn, batch):
+        self.model = model
+        self.x, self.y = (tf.constant(a) for a in batch)
+        self.loss_fn = loss_fn
+        groups = defaultdict(list)
+        for i, v in enumerate(model.trainable_variables):
+            groups[stage_of(v.path)].append(i)
+        self.groups = dict(sorted(groups.items()))
+
+        @tf.function
+        def grads(x, y):
+            with tf.GradientTape() as tape:
+                loss = self.loss_fn(y, model(x, training=True))
+            return tape.gradient(loss, model.trainable_variables)
+
+        self._grads = grads
+
+    def __call__(self) -> dict[str, float]:
+        saved = [v.numpy() for v in self.model.non_trainable_variables]
+        grads = self._grads(self.x, self.y)
+        for v, s in zip(self.model.non_trainable_variables, saved):
+            v.assign(s)
+        out = {}
+        for name, idx in self.groups.items():
+            sq = sum(float(tf.reduce_sum(tf.square(tf.cast(grads[i], tf.float32)))) for i in idx)
+            out[f"grad_norm/{name}"] = math.sqrt(sq)
+        return out
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Collects per-epoch metrics, stops on divergence, and hands each epoch to ``on_epoch``."""
+
+    def __init__(self, batch_size: int, on_epoch, probe: GradientProbe | None, lr_of):
+        super().__init__()
+        self.batch_size = batch_size
+        self.on_epoch = on_epoch
+        self.probe = probe
+        self.lr_of = lr_of
+        self.history: list[dict] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.grad_norms = self.probe() if self.probe else {}
+        self.steps: list[float] = []
+        self.epoch_start = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.t1 = time.perf_counter()
+        self.steps.append(self.t1 - self.t0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        now = time.perf_counter()
+        steps = np.array(self.steps) * 1000
+        train_seconds = self.t1 - self.epoch_start
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": float(logs.get("loss", np.nan)),
+            "train_accuracy": float(logs.get("accuracy", np.nan)),
+            "val_loss": float(logs.get("val_loss", np.nan)),
+            "val_accuracy": float(logs.get("val_accuracy", np.nan)),
+            "epoch_seconds": now - self.epoch_start,
+            "step_ms_median": float(np.median(steps)),
+            "step_ms_p90": float(np.percentile(steps, 90)),
+            "images_per_second": len(steps) * self.batch_size / train_seconds,
+            "learning_rate": self.lr_of(),
+            **self.grad_norms,
+        }
+        self.history.append(row)
+        if self.on_epoch:
+            self.on_epoch(row)
+        if not math.isfinite(row["train_loss"]):
+            raise DivergedError(f"train_loss is {row['train_loss']} at epoch {epoch + 1}")
+
+
+@dataclass
+class RunResult:
+    history: list[dict]
+    model_info: dict
+    summary: str
+    model: keras.Model
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """One seed fixes weight init, data order and augmentation (python, numpy, TF)."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def train_run(cfg, spec: ModelSpec, seed: int, arrays, on_epoch=None, on_model=None, probes=True) -> RunResult:
+    """Train ``spec`` on ``arrays`` with the config's training settings and the repeat's seed.
+
+    Args:
+        cfg: the :class:`~resnet_bench.config.ExperimentConfig`.
+        spec: model variant.
+        seed: repeat seed, shared by every variant of the repeat (paired comparison).
+        arrays: loaded data (:func:`resnet_bench.data.load`).
+        on_epoch: called with each epoch's metrics dict (after it is complete).
+        on_model: called with ``(model, info)`` once the model is built, before training.
+        probes: measure per-stage gradient norms each epoch (off only to measure their cost).
+
+    Raises:
+        DivergedError: the loss became NaN or infinite (the epoch is reported first).
+    """
+    t = cfg.train
+    settings = resolve_device_settings(t)
+    keras.backend.clear_session()
+    seed_everything(seed, t.deterministic)
+    keras.mixed_precision.set_global_policy(
+        "float32" if settings.mixed_precision == "off" else f"mixed_{settings.mixed_precision}"
+    )
+    binary = t.loss == "binary"
+    pipes = data_mod.make_pipelines(
+        arrays, t.batch_size, seed, cfg.data.normalization, cfg.data.augment, binary, t.grad_probe_size
+    )
+    num_classes = len(arrays.classes)
+    shape = arrays.x_train.shape[1:]
+    with make_strategy(t.distribute).scope():
+        model = build_model(spec, shape, num_classes, binary_head=binary)
+        loss_fn, metric = make_loss(t, num_classes)
+        optimizer = make_optimizer(t, pipes.steps_per_epoch)
+        model.compile(optimizer=optimizer, loss=loss_fn, metrics=[metric], jit_compile=settings.jit_compile)
+    info = {
+        **count_params(model),
+        "macs": count_macs(model),
+        "device": settings.device,
+        "mixed_precision_resolved": settings.mixed_precision,
+        "jit_compile_resolved": settings.jit_compile,
+    }
+    lines: list[str] = []
+    model.summary(print_fn=lambda s, **_: lines.append(s), line_length=110)
+    if on_model:
+        on_model(model, info)
+    probe = GradientProbe(model, loss_fn, pipes.probe) if probes else None
+    recorder = EpochRecorder(t.batch_size, on_epoch, probe, lambda: float(np.asarray(optimizer.learning_rate)))
+    model.fit(
+        pipes.train,
+        epochs=t.epochs,
+        steps_per_epoch=pipes.steps_per_epoch,
+        validation_data=pipes.test,
+        callbacks=[recorder],
+        shuffle=False,  # the pipeline shuffles, seeded per repeat
+        verbose=0,
+    )
+    return RunResult(recorder.history, info, "\n".join(lines), model)
