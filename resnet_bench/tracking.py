@@ -68,7 +68,27 @@ class Store:
 
     def __init__(self, uri: str | None = None):
         self.uri = resolve_uri(uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self._initialise()
+
+    def _initialise(self) -> None:
+        """Touch the store once under a file lock: MLflow creates a new SQLite schema on first
+        use, and two sweeps doing that at the same moment collide ("duplicate column")."""
+        db = Path(self.uri[len("sqlite:///") :]) if self.uri.startswith("sqlite:///") else None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            fcntl = None
+        if db is None or fcntl is None:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            return
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{db}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self.client = MlflowClient(tracking_uri=self.uri)
+                self.call("search_experiments", max_results=1)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def call(self, name: str, *args, **kwargs):
         return _retry(getattr(self.client, name), *args, **kwargs)

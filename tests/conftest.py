@@ -1,0 +1,40 @@
+"""Shared fixtures: every test works in temporary folders with tiny generated data."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+import pytest  # noqa: E402
+
+TINY = """
+name = "tiny"
+[data]
+image_size = 16
+classes = 3
+train_size = 96
+test_size = 32
+[train]
+epochs = 2
+batch_size = 32
+grad_probe_size = 16
+[model]
+width = 4
+[grid]
+depths = [8, 14]
+shortcuts = ["A", "none"]
+seeds = [0, 1]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Generated data sets go to a per-session temporary cache, never to the user's."""
+    monkeypatch.setenv("RESNET_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def tiny_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path

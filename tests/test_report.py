@@ -1,0 +1,94 @@
+"""The report over a tiny tracked sweep: sections, figures, numbers, determinism, no TensorFlow."""
+
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from resnet_bench import cli
+
+from .helpers import all_runs, store_uri
+
+pytestmark = pytest.mark.slow
+
+SECTIONS = ["# Report: tiny", "## Summary", "## Shortcut effect", "## Degradation check", "### Verdict",
+            "## Figures", "## Run index"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    from .conftest import TINY
+
+    exp = tmp / "tiny.toml"
+    exp.write_text(TINY)
+    uri = store_uri(tmp)
+    assert cli.main(["run", str(exp), "--tracking-uri", uri]) == 0
+    out = tmp / "out" / "tiny.md"
+    assert cli.main(["report", "tiny", "--tracking-uri", uri, "--out", str(out), "--csv", str(tmp / "t.csv")]) == 0
+    return tmp, uri, out
+
+
+def test_report_has_every_section_and_its_figures(reported):
+    tmp, uri, out = reported
+    text = out.read_text()
+    for s in SECTIONS:
+        assert s in text, s
+    for name in ("train_loss", "accuracy", "grad_norms", "step_time"):
+        png = out.parent / "figures" / "tiny" / f"{name}.png"
+        assert png.is_file() and png.stat().st_size > 1000
+        assert f"](figures/tiny/{name}.png)" in text
+    for claim in ("Degradation: ", "Shortcut effect: ", "Residual depth: "):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"- {claim}"))
+        assert any(w in line for w in ("reproduced", "not reproduced", "inconclusive"))
+    assert "n = 2" in text
+    assert (tmp / "t.csv").read_text().count("\n") > 16
+
+
+def test_summary_numbers_equal_those_recomputed_from_mlflow(reported):
+    tmp, uri, out = reported
+    client = MlflowClient(tracking_uri=uri)
+    finals = {}
+    for run in all_runs(uri, "tiny"):
+        hist = sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
+        finals.setdefault(run.data.params["model"], []).append(hist[-1].value)
+    summary = out.read_text().split("## Summary")[1].split("## Shortcut effect")[0]
+    rows = {ln.split("|")[1].strip(): ln for ln in summary.splitlines() if ln.startswith("| ")}
+    import statistics
+
+    for model, values in finals.items():
+        expected = f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        assert expected in rows[model], (model, expected, rows[model])
+
+
+def test_regenerating_gives_identical_bytes(reported):
+    tmp, uri, out = reported
+    first = {p: p.read_bytes() for p in out.parent.rglob("*") if p.is_file()}
+    assert cli.main(["report", "tiny", "--tracking-uri", uri, "--out", str(out)]) == 0
+    second = {p: p.read_bytes() for p in out.parent.rglob("*") if p.is_file()}
+    assert first == second
+
+
+def test_report_does_not_import_tensorflow(reported):
+    tmp, uri, out = reported
+    code = (
+        "import sys; from resnet_bench.report import write_report; "
+        f"write_report({uri!r}, 'tiny', {str(tmp / 'again.md')!r}); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported TF'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_runs_is_one_line_exit_2(tmp_path, capsys):
+    assert cli.main(["report", "nothing_here", "--tracking-uri", store_uri(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nothing_here" in err and "db.sqlite" in err and "\n" not in err
+
+
+def test_single_seed_report_says_statistics_not_available(tmp_path, tiny_file):
+    uri = store_uri(tmp_path)
+    assert cli.main(["run", str(tiny_file), "--tracking-uri", uri, "--seeds", "0", "--set", "train.epochs=1"]) == 0
+    out = tmp_path / "r.md"
+    assert cli.main(["report", "tiny", "--tracking-uri", uri, "--out", str(out)]) == 0
+    assert "Statistics are not available" in out.read_text()

@@ -1,0 +1,105 @@
+"""Pure aggregation on hand-built frames with known answers."""
+
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from resnet_bench.report import stats
+
+
+def runs_frame(values: dict[str, list[float]], metric="final_train_loss"):
+    """One row per (model, seed) with the given metric values; seeds are list positions."""
+    rows = []
+    for model, vals in values.items():
+        depth = int("".join(c for c in model if c.isdigit()))
+        for seed, v in enumerate(vals):
+            rows.append({"run_id": f"{model}-{seed}", "model": model, "seed": seed, "depth": depth,
+                         "shortcut": "none" if model.startswith("plain") else "A", "params_total": 10, "macs": 5,
+                         "epochs": 3, "final_train_loss": v, "final_train_accuracy": 0.5,
+                         "final_val_accuracy": 0.4, "best_val_accuracy": 0.45, "step_ms": 2.0,
+                         "images_per_second": 100.0})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_paired_known_effect():
+    runs = runs_frame({"plain56": [1.0, 1.2, 1.1, 1.3], "plain20": [0.5, 0.6, 0.7, 0.6]})
+    d = stats.paired(runs, "plain56", "plain20", "final_train_loss")
+    diffs = [0.5, 0.6, 0.4, 0.7]
+    assert d.n == 4
+    assert d.mean == pytest.approx(0.55)
+    half = sps.t.ppf(0.975, 3) * pd.Series(diffs).std() / 2
+    assert d.low == pytest.approx(0.55 - half)
+    assert d.high == pytest.approx(0.55 + half)
+    assert d.p == pytest.approx(sps.ttest_rel([1.0, 1.2, 1.1, 1.3], [0.5, 0.6, 0.7, 0.6]).pvalue)
+    assert d.p < 0.01
+    assert stats.outcome(d, +1) == "reproduced"
+    assert stats.outcome(d, -1) == "not reproduced"
+
+
+def test_paired_null_effect_is_inconclusive():
+    runs = runs_frame({"plain56": [1.0, 1.2, 0.9], "plain20": [1.1, 1.0, 1.0]})
+    d = stats.paired(runs, "plain56", "plain20", "final_train_loss")
+    assert d.low < 0 < d.high
+    assert d.p > 0.05
+    assert stats.outcome(d, +1) == "inconclusive"
+
+
+def test_single_seed_has_no_statistics():
+    runs = runs_frame({"plain56": [2.0], "plain20": [1.0], "resnet56": [0.5], "resnet20": [0.7]})
+    d = stats.paired(runs, "plain56", "plain20", "final_train_loss")
+    assert d.n == 1 and not d.has_stats and math.isnan(d.p)
+    verdicts = stats.verdicts(runs)
+    assert [v.outcome for v in verdicts] == ["inconclusive"] * 3
+    assert all("statistics not available" in v.sentence for v in verdicts)
+
+
+def test_pairs_only_shared_seeds():
+    runs = runs_frame({"plain56": [1.0, 2.0, 3.0], "plain20": [0.0, 1.0]})
+    d = stats.paired(runs, "plain56", "plain20", "final_train_loss")
+    assert d.n == 2 and d.seeds == (0, 1)
+
+
+def test_verdicts_on_a_four_way_design():
+    runs = runs_frame({
+        "resnet20": [0.40, 0.45, 0.42], "plain20": [1.30, 1.25, 1.35],
+        "resnet56": [0.70, 0.65, 0.80], "plain56": [1.79, 1.80, 1.78],
+    })  # fmt: skip
+    out = {v.claim: v for v in stats.verdicts(runs)}
+    assert out["Degradation"].outcome == "reproduced"
+    assert out["Degradation"].sentence.startswith("Degradation: reproduced. plain56 vs plain20")
+    assert out["Shortcut effect"].outcome == "reproduced"
+    assert out["Residual depth"].outcome == "not reproduced"  # resnet56 ends higher than resnet20 here
+    effects = stats.shortcut_effects(runs)
+    assert [e[0] for e in effects] == [20, 56]
+    assert effects[1][1].mean == pytest.approx((1.79 + 1.80 + 1.78 - 0.70 - 0.65 - 0.80) / 3)
+
+
+def test_summary_mean_std_n():
+    runs = runs_frame({"resnet20": [0.2, 0.4], "plain20": [1.0, 1.0]})
+    rows = {r["model"]: r for r in stats.summary(runs)}
+    assert rows["resnet20"]["n"] == 2
+    assert rows["resnet20"]["final_train_loss"][0] == pytest.approx(0.3)
+    assert rows["resnet20"]["final_train_loss"][1] == pytest.approx(math.sqrt(0.02))
+    assert [r["model"] for r in stats.summary(runs)] == ["resnet20", "plain20"]
+
+
+def test_latest_finished_run_wins_and_failed_runs_are_dropped():
+    t = pd.Timestamp("2026-01-01", tz="UTC")
+    frame = pd.DataFrame([
+        {"run_id": "a", "model": "m", "seed": 0, "status": "FINISHED", "start_time": t, "config_hash": "h"},
+        {"run_id": "b", "model": "m", "seed": 0, "status": "FINISHED", "start_time": t + pd.Timedelta("1h"),
+         "config_hash": "h"},
+        {"run_id": "c", "model": "m", "seed": 0, "status": "FAILED", "start_time": t + pd.Timedelta("2h"),
+         "config_hash": "h"},
+    ])  # fmt: skip
+    assert list(stats.finished_latest(frame)["run_id"]) == ["b"]
+
+
+def test_published_comparison_only_for_cifar10():
+    runs = runs_frame({"resnet20": [0.1, 0.1]}).assign(final_val_accuracy=[0.9, 0.92])
+    rows = stats.published_comparison(runs, "cifar10", "cifar")
+    assert rows[0]["paper"] == 8.75
+    assert rows[0]["ours"] == pytest.approx(9.0)
+    assert stats.published_comparison(runs, "synthetic", "cifar") == []
