@@ -137,6 +137,7 @@ def execute_run(
         "seed": seed,
         "invocation": invocation,
         "run_name": f"{spec.name}-seed{seed}",
+        "description": cfg.description,
         "data_skipped": data_info["skipped"],
         **provenance.tags(),
     }

@@ -136,11 +136,17 @@ class Store:
         beat = float(tags.get("heartbeat", run.info.start_time / 1000))
         return time.time() - beat < STALE_SECONDS
 
-    def reap(self, exp_id: str, run_key: str) -> int:
-        """Mark RUNNING runs of ``run_key`` whose owner died as KILLED; returns how many."""
+    def reap(self, exp_id: str, run_key: str, invocation: str = "") -> int:
+        """Mark RUNNING runs of ``run_key`` whose owner died as KILLED; returns how many.
+
+        A RUNNING run of the same ``invocation`` is an earlier attempt of this very task (one
+        sweep schedules each run once), so it is dead whatever host it ran on: that is how a
+        Ray retry on another machine recognises the attempt its dead worker left behind.
+        """
         n = 0
         for run in self.runs_with_key(exp_id, run_key):
-            if run.info.status == "RUNNING" and not self.owner_alive(run):
+            same_sweep = bool(invocation) and run.data.tags.get("invocation") == invocation
+            if run.info.status == "RUNNING" and (same_sweep or not self.owner_alive(run)):
                 self.call("set_tag", run.info.run_id, "failure_reason", "owner process died (found by a later sweep)")
                 self.call("set_terminated", run.info.run_id, "KILLED")
                 n += 1
@@ -148,7 +154,7 @@ class Store:
 
     def claim(self, exp_id: str, run_key: str, tags: dict, force: bool = False) -> str | None:
         """Create the run for ``run_key`` unless it is finished (and not forced) or taken."""
-        self.reap(exp_id, run_key)
+        self.reap(exp_id, run_key, str(tags.get("invocation", "")))
         if not force and any(r.info.status == "FINISHED" for r in self.runs_with_key(exp_id, run_key)):
             return None
         owner = {"owner_host": socket.gethostname(), "owner_pid": str(os.getpid()), "heartbeat": f"{time.time():.0f}"}

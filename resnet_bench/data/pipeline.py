@@ -1,6 +1,6 @@
 """Arrays in memory (or memory-mapped on disk) -> seeded ``tf.data`` pipelines.
 
-The pipeline shuffles *indices*, not images: ``range(n) -> shuffle(seed) -> repeat -> batch
+The pipeline shuffles *indices*, not images: ``permutation(seed, pass) for each pass -> batch
 -> gather -> normalise/augment -> prefetch``. Gathering a whole batch at once keeps the
 per-image Python and tf.data overhead out of the step, and the index order depends only on the
 repeat's seed, so every model variant of a repeat sees the same batches in the same order
@@ -123,10 +123,16 @@ def make_pipelines(
             images = _augment(images, tf.stack([tf.constant(seed, tf.int64), step]))
         return finish(images, tf.gather(y_train, idx))
 
+    def epoch_order(epoch):
+        # A stateless permutation per (seed, pass over the data): the order is a pure function
+        # of the seed, identical however tf.data or a distribution strategy clones the graph
+        # (a stateful shuffle op was seen to give a different order under MirroredStrategy).
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed, epoch]))
+        return tf.data.Dataset.from_tensor_slices(order)
+
     train = (
-        tf.data.Dataset.range(n)
-        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        .repeat()
+        tf.data.Dataset.counter()
+        .flat_map(epoch_order)
         .batch(batch_size, drop_remainder=True)
         .enumerate()
         .map(train_batch, num_parallel_calls=1, deterministic=True)

@@ -60,6 +60,9 @@ def build_context(frame, experiment: str, config_hash=None, seeds=None, figure_d
         "figure_dir": figure_dir,
         "command": command,
         "figures": {},
+        "description": first.sort_values("start_time")["description"].dropna().iloc[-1]
+        if first["description"].notna().any()
+        else "",
     }
 
 

@@ -41,6 +41,7 @@ RUN_PARAMS = {
     "device": str,
 }
 RUN_TAGS = (
+    "description",
     "config_hash",
     "run_key",
     "failure_reason",

@@ -68,7 +68,8 @@ def figures(frame: pd.DataFrame, runs: pd.DataFrame, out_dir: Path) -> dict[str,
     names = stats.variant_names(runs)
     deepest = max((d for d, _ in names), default=None)
     pair = [names.get((deepest, r)) for r in (True, False)]
-    grad_cols = sorted(c for c in frame.columns if c.startswith("grad_norm/"))
+    order = lambda c: (c != "grad_norm/stem", c == "grad_norm/head", c)  # noqa: E731  stem, stages, head
+    grad_cols = sorted((c for c in frame.columns if c.startswith("grad_norm/")), key=order)
     if all(pair) and grad_cols:
         sub = frame[frame["model"].isin(pair)]
         groups = [c for c in grad_cols if sub[c].notna().any()]
@@ -209,7 +210,7 @@ def markdown(ctx: dict) -> str:
         "train_loss": "Training loss per epoch (line: mean over seeds; band: min-max; dashed: plain, solid: residual).",
         "accuracy": "Training and validation accuracy per epoch.",
         "grad_norms": "Gradient norm per stage on a fixed probe batch at the start of each epoch, plain versus "
-        "residual at the deepest depth: the diagnostic of why plain nets stall.",
+        "residual at the deepest depth: how well the loss signal reaches each stage.",
         "step_time": "Median training step time per variant.",
     }
     for name, file in ctx["figures"].items():

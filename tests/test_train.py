@@ -1,0 +1,65 @@
+"""One training run: what it measures, and the invariants the comparison relies on."""
+
+import numpy as np
+import pytest
+
+from resnet_bench import config, data
+from resnet_bench.errors import DivergedError
+from resnet_bench.train import train_run
+
+pytestmark = pytest.mark.slow
+
+
+def _run(tiny_file, overrides=(), model="resnet8", seed=0, **kw):
+    cfg = config.load(tiny_file, list(overrides))
+    spec = next(s for s in cfg.variants() if s.name == model)
+    return train_run(cfg, spec, seed, data.load(cfg.data), **kw)
+
+
+def losses(result):
+    return [row["train_loss"] for row in result.history]
+
+
+def test_history_has_every_metric_per_epoch(tiny_file):
+    result = _run(tiny_file)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    for row in result.history:
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds", "step_ms_median",
+                    "step_ms_p90", "images_per_second", "learning_rate", "grad_norm/stage1", "grad_norm/head"):  # fmt: skip
+            assert np.isfinite(row[key]), key
+    assert result.model_info["params_total"] > 0 and result.model_info["macs"] > 0
+
+
+def test_gradient_probes_do_not_change_training(tiny_file):
+    """The probe runs in training mode; it must restore BN statistics so numbers are unaffected."""
+    with_probe = _run(tiny_file, model="plain14")
+    without = _run(tiny_file, model="plain14", probes=False)
+    assert losses(with_probe) == losses(without)
+    assert [r["val_loss"] for r in with_probe.history] == [r["val_loss"] for r in without.history]
+
+
+def test_mirrored_strategy_matches_no_strategy_on_one_cpu(tiny_file):
+    none = _run(tiny_file)
+    mirrored = _run(tiny_file, ["train.distribute='mirrored'"])
+    assert np.allclose(losses(none), losses(mirrored), rtol=1e-5, atol=1e-6)
+
+
+def test_seed_changes_the_numbers(tiny_file):
+    assert losses(_run(tiny_file, seed=0)) != losses(_run(tiny_file, seed=1))
+
+
+def test_step_schedule_sgd_weight_decay_and_label_smoothing(tiny_file):
+    result = _run(tiny_file, ["train.optimizer='sgd'", "train.lr_schedule='step'", "train.lr_boundaries=[3]",
+                              "train.learning_rate=0.1", "train.weight_decay=0.0001", "train.label_smoothing=0.1"])  # fmt: skip
+    assert [round(r["learning_rate"], 6) for r in result.history] == [0.1, 0.01]
+
+
+def test_binary_head_for_two_classes(tiny_file):
+    result = _run(tiny_file, ["data.classes=2", "train.loss='binary'"])
+    assert result.model.output_shape == (None, 1)
+    assert np.isfinite(losses(result)).all()
+
+
+def test_divergence_raises(tiny_file):
+    with pytest.raises(DivergedError):
+        _run(tiny_file, ["train.optimizer='sgd'", "train.learning_rate=1e12"])
