@@ -39,7 +39,8 @@ ui: $(STAMP)
 	$(BIN)/mlflow ui
 
 perf: $(STAMP)
-	$(BIN)/resnet-bench perf --model resnet50 --image-size 64 --batch-size 32 --baseline keras --pipeline \
+	$(BIN)/resnet-bench perf --model resnet18 --model resnet34 --model resnet50 --image-size 64 --batch-size 32 \
+		--baseline keras --pipeline \
 		--data "$(DATA)" --out reports/perf.md
 
 lint: $(STAMP)

@@ -114,7 +114,6 @@ def execute_run(
     invocation: str = "",
     label: str = "",
     echo=print,
-    save_weights: bool | None = None,
 ) -> str:
     """Claim, train and track one (variant, seed); returns its final status.
 
@@ -146,6 +145,8 @@ def execute_run(
         echo(f"{label} {spec.name} seed {seed}: finished or taken by another process, skipped")
         return "SKIPPED"
     store.log_params(run_id, run_params(cfg, spec, seed, data_info))
+    if data_info["skipped_files"]:
+        store.call("log_text", run_id, "\n".join(data_info["skipped_files"]) + "\n", "skipped_files.txt")
     history: list[dict] = []
     status, reason = "FAILED", None
     t0 = time.time()
@@ -166,7 +167,7 @@ def execute_run(
     try:
         result = train_run(cfg, spec, seed, arrays, on_epoch=on_epoch, on_model=on_model)
         store.call("log_text", run_id, result.summary, "model_summary.txt")
-        if cfg.train.save_weights if save_weights is None else save_weights:
+        if cfg.train.save_weights:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.weights.h5"
                 result.model.save_weights(path)

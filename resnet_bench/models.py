@@ -189,13 +189,13 @@ class _Ops:
 
     def conv(self, x, filters, kernel, stride, name):
         # The paper's nets put BN after every conv, so a bias is redundant; the tutorial kept it.
-        if kernel > 1 and not self.article:
-            # Explicit symmetric padding as torchvision does (Keras "same" pads asymmetrically
-            # at stride 2), so feature maps line up with the reference implementation.
+        padding = "same"
+        if kernel > 1 and stride > 1 and not self.article:
+            # At stride 2 Keras "same" pads asymmetrically (0 before, 1 after); pad symmetrically
+            # as torchvision does so feature maps line up with the reference. At stride 1 "same"
+            # is already symmetric, and a separate pad layer would only cost a copy per conv.
             x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
             padding = "valid"
-        else:
-            padding = "same"
         return layers.Conv2D(
             filters,
             kernel,

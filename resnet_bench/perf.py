@@ -43,12 +43,14 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
 class Subject:
     """One model under test with a fixed batch, a compiled train step and an inference call."""
 
-    def __init__(self, name: str, model: keras.Model, batch_size: int, classes: int):
+    def __init__(self, name: str, model: keras.Model, batch_size: int, classes: int, jit: bool = False):
         self.name, self.model = name, model
         shape = model.input_shape[1:]
         self.x = tf.random.stateless_normal((batch_size, *shape), seed=[5, 6])
         self.y = tf.constant(np.arange(batch_size) % classes)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", jit_compile=jit
+        )
         self.macs = count_macs(model)
         self.train_rates: list[float] = []
         self.infer_rates: list[float] = []
@@ -86,24 +88,24 @@ class Subject:
         }
 
 
-def measure_models(models, image_size, batch_size, classes, baseline, windows, steps) -> dict:
+def measure_models(models, image_size, batch_size, classes, baseline, windows, steps, jit=False) -> dict:
     shape = (image_size, image_size, 3)
     subjects = []
     for name in models:
         spec = parse_model_name(name)
         from .models import build_model
 
-        subjects.append(Subject(f"ours:{spec.name}", build_model(spec, shape, classes), batch_size, classes))
+        subjects.append(Subject(f"ours:{spec.name}", build_model(spec, shape, classes), batch_size, classes, jit))
     if baseline == "keras":
         base = keras.applications.ResNet50(weights=None, input_shape=shape, classes=classes)
-        subjects.append(Subject("keras.applications:ResNet50", base, batch_size, classes))
+        subjects.append(Subject("keras.applications:ResNet50", base, batch_size, classes, jit))
     peak = matmul_peak_gflops()
     warm = {s.name: s.warm_up() for s in subjects}
     for _ in range(windows):  # interleaved, so drift hits every model alike
         for s in subjects:
             s.window(steps)
     rows = [s.result(warm[s.name], peak) for s in subjects]
-    out = {"peak_gflops": peak, "models": rows, "image_size": image_size, "batch_size": batch_size}
+    out = {"peak_gflops": peak, "models": rows, "image_size": image_size, "batch_size": batch_size, "jit": jit}
     ours = next((r for r in rows if r["model"] == "ours:resnet50"), rows[0])
     out["ours_images_per_second"] = ours["train_images_per_second"]
     out["achieved_gflops"] = ours["achieved_gflops"]
@@ -133,25 +135,33 @@ def measure_pipeline(experiment: str, folder: str | None, batches: int = 200) ->
         decode = len(farr.x_train) + len(farr.x_test)
         out["folder_decode_images_per_second"] = decode / (time.perf_counter() - t)
         out["folder_pipeline_images_per_second"] = _pipeline_rate(farr, cfg.train.batch_size, batches)
-    # Training rate of the default experiment's deepest model, and the cost of logging +
-    # gradient probes: the same training with and without them, interleaved twice.
+    # Training rate of the default experiment's deepest model, the cost of logging + gradient
+    # probes, and the cost of op determinism: the same short training in each mode, in two
+    # interleaved rounds, epochs 2+ only (epoch 1 holds the tracing).
     deep = max(cfg.variants(), key=lambda s: s.depth)
-    short = config.load(experiment, ["train.epochs=3"])
-    epoch_times = {"with": [], "without": []}
+    modes = {
+        "default": (["train.epochs=3"], True),
+        "no_logging": (["train.epochs=3"], False),
+        "no_determinism": (["train.epochs=3", "train.deterministic=false"], True),
+    }
+    epoch_times = {m: [] for m in modes}
     rates = []
     for _ in range(2):
-        for mode in ("with", "without"):
-            result = train_run(short, deep, 0, arrays, on_epoch=(lambda row: None) if mode == "with" else None,
-                               probes=mode == "with")  # fmt: skip
+        for mode, (overrides, logging) in modes.items():
+            short = config.load(experiment, overrides)
+            result = train_run(short, deep, 0, arrays, on_epoch=(lambda row: None) if logging else None, probes=logging)
             epoch_times[mode] += [r["epoch_seconds"] for r in result.history[1:]]
-            rates += [r["images_per_second"] for r in result.history[1:]]
+            if mode == "default":
+                rates += [r["images_per_second"] for r in result.history[1:]]
     out["train_model"] = deep.name
     out["train_images_per_second"] = statistics.median(rates)
     out["pipeline_to_training_ratio"] = out["pipeline_images_per_second"] / out["train_images_per_second"]
-    w, wo = statistics.median(epoch_times["with"]), statistics.median(epoch_times["without"])
-    out["epoch_seconds_with_logging"] = w
-    out["epoch_seconds_without_logging"] = wo
-    out["logging_overhead_percent"] = 100 * (w / wo - 1)
+    med = {m: statistics.median(t) for m, t in epoch_times.items()}
+    out["epoch_seconds_with_logging"] = med["default"]
+    out["epoch_seconds_without_logging"] = med["no_logging"]
+    out["logging_overhead_percent"] = 100 * (med["default"] / med["no_logging"] - 1)
+    out["epoch_seconds_without_determinism"] = med["no_determinism"]
+    out["determinism_cost_percent"] = 100 * (med["default"] / med["no_determinism"] - 1)
     return out
 
 
@@ -182,43 +192,69 @@ def environment() -> dict:
 
 def to_markdown(result: dict, command: str) -> str:
     env = result["environment"]
-    lines = ["# Training speed", "", f"Command: `{command}`", "",
-             f"Device: {env['cpu']} (GPU: {env['gpu']}); TensorFlow {env['tensorflow']}, Keras {env['keras']}, "
-             f"Python {env['python']}.", "",
-             f"Matmul peak (float32, 2048²): {result['peak_gflops']:.1f} GFLOP/s.", "",
-             f"Image size {result['image_size']}, batch {result['batch_size']}; median of interleaved windows "
-             "(min-max in brackets).", "",
-             "| model | MACs/image | warm-up (s) | train images/s | inference images/s | GFLOP/s | % of matmul peak |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "# Training speed",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Device: {env['cpu']} (GPU: {env['gpu']}); TensorFlow {env['tensorflow']}, Keras {env['keras']}, "
+        f"Python {env['python']}.",
+        "",
+        f"Matmul peak (float32, 2048²): {result['peak_gflops']:.1f} GFLOP/s.",
+        "",
+        f"Image size {result['image_size']}, batch {result['batch_size']}; median of interleaved windows "
+        "(min-max in brackets).",
+        "",
+        "| model | MACs/image | warm-up (s) | train images/s | inference images/s | GFLOP/s | % of matmul peak |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in result["models"]:
         lines.append(
-            f"| {r['model']} | {r['macs'] / 1e6:.0f}M | {r['warmup_seconds']:.1f} | {r['train_images_per_second']:.1f} "
+            f"| {r['model']} | {r['macs'] / 1e6:.0f}M | {r['warmup_seconds']:.1f} | "
+            f"{r['train_images_per_second']:.1f} "
             f"[{r['train_images_per_second_min']:.1f}-{r['train_images_per_second_max']:.1f}] | "
-            f"{r['inference_images_per_second']:.1f} | {r['achieved_gflops']:.1f} | {r['percent_of_matmul_peak']:.0f}% |"
+            f"{r['inference_images_per_second']:.1f} | {r['achieved_gflops']:.1f} | "
+            f"{r['percent_of_matmul_peak']:.0f}% |"
         )
     if "ratio" in result:
-        lines += ["", f"Ours / keras.applications ResNet-50 training throughput: **{result['ratio']:.2f}x** "
-                  f"(per-window ratios {', '.join(f'{x:.2f}' for x in result['window_ratios'])})."]  # fmt: skip
+        lines += [
+            "",
+            f"Ours / keras.applications ResNet-50 training throughput: **{result['ratio']:.2f}x** "
+            f"(per-window ratios {', '.join(f'{x:.2f}' for x in result['window_ratios'])}).",
+        ]
     p = result.get("pipeline")
     if p:
-        lines += ["", "## Input pipeline and logging overhead", "",
-                  f"- Pipeline alone ({p['experiment']} data): {p['pipeline_images_per_second']:.0f} images/s; "
-                  f"training {p['train_model']}: {p['train_images_per_second']:.0f} images/s; ratio "
-                  f"**{p['pipeline_to_training_ratio']:.0f}x**."]  # fmt: skip
+        lines += [
+            "",
+            "## Input pipeline and logging overhead",
+            "",
+            f"- Pipeline alone ({p['experiment']} data): {p['pipeline_images_per_second']:.0f} images/s; "
+            f"training {p['train_model']}: {p['train_images_per_second']:.0f} images/s; ratio "
+            f"**{p['pipeline_to_training_ratio']:.0f}x**.",
+        ]
         if "folder_decode_images_per_second" in p:
-            lines.append(f"- Photo folder: decoding {p['folder_decode_images_per_second']:.0f} images/s (once per "
-                         f"process), then the pipeline {p['folder_pipeline_images_per_second']:.0f} images/s.")  # fmt: skip
-        lines.append(f"- Epoch time with logging and gradient probes {p['epoch_seconds_with_logging']:.2f} s, without "
-                     f"{p['epoch_seconds_without_logging']:.2f} s: overhead **{p['logging_overhead_percent']:+.1f}%** "
-                     "(median of epochs 2-3 of two interleaved pairs).")  # fmt: skip
+            lines.append(
+                f"- Photo folder: decoding {p['folder_decode_images_per_second']:.0f} images/s (once per "
+                f"process), then the pipeline {p['folder_pipeline_images_per_second']:.0f} images/s."
+            )
+        lines.append(
+            f"- Epoch time with logging and gradient probes {p['epoch_seconds_with_logging']:.2f} s, without "
+            f"{p['epoch_seconds_without_logging']:.2f} s: overhead **{p['logging_overhead_percent']:+.1f}%** "
+            "(median of epochs 2-3 of two interleaved rounds)."
+        )
+        lines.append(
+            f"- Op determinism: epoch time {p['epoch_seconds_with_logging']:.2f} s with it, "
+            f"{p['epoch_seconds_without_determinism']:.2f} s without: cost **{p['determinism_cost_percent']:+.1f}%**."
+        )
     return "\n".join(lines) + "\n"
 
 
 def cli_perf(args) -> int:
     models = args.model or ["resnet50"]
     try:
-        result = measure_models(models, args.image_size, args.batch_size, args.classes, args.baseline,
-                                args.windows, args.steps)  # fmt: skip
+        result = measure_models(
+            models, args.image_size, args.batch_size, args.classes, args.baseline, args.windows, args.steps, args.jit
+        )
     except ValueError as e:
         from .errors import UserError
 

@@ -185,6 +185,10 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+    else:  # the switch is process-wide; a non-deterministic run must turn it off again
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
 
 
 def train_run(cfg, spec: ModelSpec, seed: int, arrays, on_epoch=None, on_model=None, probes=True) -> RunResult:

@@ -30,9 +30,10 @@ def make_folder(root, classes=("cats", "dogs"), n_train=6, n_test=3, layout="spl
         lambda p, i: _img("RGBA", value=i).save(p.with_suffix(".webp")),
         lambda p, i: _img("CMYK", value=i).save(p.with_suffix(".jpeg")),
         lambda p, i: _img("RGB", value=i).save(p.with_suffix(".bmp")),
-        lambda p, i: _img("P", value=i).save(p.with_suffix(".gif"), save_all=True,
-                                              append_images=[_img("P", value=i + 1)]),
-    ]  # fmt: skip
+        lambda p, i: _img("P", value=i).save(
+            p.with_suffix(".gif"), save_all=True, append_images=[_img("P", value=i + 1)]
+        ),
+    ]
     splits = {"training_set": n_train, "test_set": n_test} if layout == "split" else {".": n_train + n_test}
     for split, n in splits.items():
         for c in classes:
@@ -199,9 +200,12 @@ def test_npz_with_custom_keys_and_holdout(tmp_path):
 
 @pytest.mark.parametrize(
     "labels,needle",
-    [(np.arange(29) % 3, "29 labels for 30 images"), (np.arange(30) % 3 - 1, "0..K-1"),
-     (np.linspace(0, 1, 30), "integers")],
-)  # fmt: skip
+    [
+        (np.arange(29) % 3, "29 labels for 30 images"),
+        (np.arange(30) % 3 - 1, "0..K-1"),
+        (np.linspace(0, 1, 30), "integers"),
+    ],
+)
 def test_bad_arrays_are_clear_errors(tmp_path, labels, needle):
     p = tmp_path / "bad.npz"
     np.savez(p, x=np.zeros((30, 8, 8, 3), np.uint8), y=labels)

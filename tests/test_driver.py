@@ -14,12 +14,47 @@ from .helpers import ROOT, all_runs, by_status, spawn, store_uri
 
 pytestmark = pytest.mark.slow
 
-METRICS = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds", "step_ms_median",
-           "step_ms_p90", "images_per_second", "learning_rate"]  # fmt: skip
-PARAMS = ["model", "seed", "depth", "shortcut", "flavour", "params_total", "params_trainable", "macs",
-          "data_source", "data_hash", "data_train_count", "data_test_count", "data_counts", "data_skipped"]  # fmt: skip
-TAGS = ["bench_experiment", "config_hash", "run_key", "git_commit", "git_dirty", "tensorflow_version",
-        "keras_version", "mlflow_version", "python_version", "cpu_model", "gpu", "host"]  # fmt: skip
+METRICS = [
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "epoch_seconds",
+    "step_ms_median",
+    "step_ms_p90",
+    "images_per_second",
+    "learning_rate",
+]
+PARAMS = [
+    "model",
+    "seed",
+    "depth",
+    "shortcut",
+    "flavour",
+    "params_total",
+    "params_trainable",
+    "macs",
+    "data_source",
+    "data_hash",
+    "data_train_count",
+    "data_test_count",
+    "data_counts",
+    "data_skipped",
+]
+TAGS = [
+    "bench_experiment",
+    "config_hash",
+    "run_key",
+    "git_commit",
+    "git_dirty",
+    "tensorflow_version",
+    "keras_version",
+    "mlflow_version",
+    "python_version",
+    "cpu_model",
+    "gpu",
+    "host",
+]
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +138,28 @@ def test_user_mistakes_exit_2_with_one_line_and_create_no_run(tmp_path, tiny_fil
     assert all_runs(uri, "tiny") == []
 
 
+def test_unreachable_server_is_one_line_exit_2(tiny_file, capsys):
+    assert cli.main(["run", str(tiny_file), "--tracking-uri", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "127.0.0.1:9" in err and "unreachable" in err and "\n" not in err
+
+
 def test_divergence_marks_failed_and_the_sweep_goes_on(tmp_path, tiny_file):
     uri = store_uri(tmp_path)
-    args = ["run", str(tiny_file), "--tracking-uri", uri, "--seeds", "0", "--models", "plain8,resnet8",
-            "--set", "train.optimizer=\"sgd\"", "--set", "train.learning_rate=1e12"]  # fmt: skip
+    args = [
+        "run",
+        str(tiny_file),
+        "--tracking-uri",
+        uri,
+        "--seeds",
+        "0",
+        "--models",
+        "plain8,resnet8",
+        "--set",
+        'train.optimizer="sgd"',
+        "--set",
+        "train.learning_rate=1e12",
+    ]
     assert cli.main(args) == 1
     runs = all_runs(uri, "tiny")
     assert len(runs) == 2  # the sweep went on after the first failure
@@ -117,8 +170,18 @@ def test_divergence_marks_failed_and_the_sweep_goes_on(tmp_path, tiny_file):
 
 def test_interrupt_keeps_epochs_marks_killed_and_resumes(tmp_path, tiny_file):
     uri = store_uri(tmp_path)
-    args = ["run", str(tiny_file), "--tracking-uri", uri, "--seeds", "0", "--models", "resnet8,plain8",
-            "--set", "train.epochs=60"]  # fmt: skip
+    args = [
+        "run",
+        str(tiny_file),
+        "--tracking-uri",
+        uri,
+        "--seeds",
+        "0",
+        "--models",
+        "resnet8,plain8",
+        "--set",
+        "train.epochs=60",
+    ]
     proc = spawn(args, cwd=tmp_path)
     client = MlflowClient(tracking_uri=uri)
     deadline = time.time() + 240
@@ -141,8 +204,18 @@ def test_interrupt_keeps_epochs_marks_killed_and_resumes(tmp_path, tiny_file):
 
 def test_sigkilled_run_is_found_and_rerun(tmp_path, tiny_file):
     uri = store_uri(tmp_path)
-    args = ["run", str(tiny_file), "--tracking-uri", uri, "--seeds", "0", "--models", "resnet8",
-            "--set", "train.epochs=60"]  # fmt: skip
+    args = [
+        "run",
+        str(tiny_file),
+        "--tracking-uri",
+        uri,
+        "--seeds",
+        "0",
+        "--models",
+        "resnet8",
+        "--set",
+        "train.epochs=60",
+    ]
     proc = spawn(args, cwd=tmp_path)
     client = MlflowClient(tracking_uri=uri)
     deadline = time.time() + 240
@@ -157,8 +230,23 @@ def test_sigkilled_run_is_found_and_rerun(tmp_path, tiny_file):
     cfg = config.load(tiny_file, ["train.epochs=60"])
     planned = plan(cfg, Store(uri), select(cfg, [0], ["resnet8"]))
     assert planned[0].state == "pending"  # its owner is dead, so it is not "running"
-    assert cli.main(["run", str(tiny_file), "--tracking-uri", uri, "--seeds", "0", "--models", "resnet8",
-                     "--set", "train.epochs=2"]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "run",
+                str(tiny_file),
+                "--tracking-uri",
+                uri,
+                "--seeds",
+                "0",
+                "--models",
+                "resnet8",
+                "--set",
+                "train.epochs=2",
+            ]
+        )
+        == 0
+    )
     assert cli.main(args) == 0
     statuses = sorted(r.info.status for r in all_runs(uri, "tiny"))
     assert statuses == ["FINISHED", "FINISHED", "KILLED"]
@@ -179,8 +267,36 @@ def test_shipped_default_experiment_runs_one_epoch(tmp_path):
     """The must-show command, shrunk in data size so it fits the suite."""
     uri = store_uri(tmp_path)
     exp = ROOT / "experiments" / "shortcut_ablation.toml"
-    args = ["run", str(exp), "--set", "train.epochs=1", "--seeds", "0", "--tracking-uri", uri,
-            "--set", "data.train_size=64", "--set", "data.test_size=32"]  # fmt: skip
+    args = [
+        "run",
+        str(exp),
+        "--set",
+        "train.epochs=1",
+        "--seeds",
+        "0",
+        "--tracking-uri",
+        uri,
+        "--set",
+        "data.train_size=64",
+        "--set",
+        "data.test_size=32",
+    ]
     assert cli.main(args) == 0
     finished = by_status(uri, "shortcut_ablation", "FINISHED")
     assert sorted(r.data.params["model"] for r in finished) == ["plain20", "plain56", "resnet20", "resnet56"]
+
+
+def test_photo_folder_run_logs_skipped_files(tmp_path, tiny_file):
+    from .test_data import make_folder
+
+    root = make_folder(tmp_path / "photos", n_train=8, n_test=2)
+    (root / "training_set" / "dogs" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    uri = store_uri(tmp_path)
+    args = ["run", str(tiny_file), "--tracking-uri", uri, "--data", str(root), "--models", "resnet8", "--seeds", "0",
+            "--set", "train.epochs=1", "--set", "train.batch_size=4", "--set", "data.max_bad_fraction=0.1"]
+    assert cli.main(args) == 0
+    (run,) = all_runs(uri, "tiny")
+    assert run.data.params["data_source"] == "folder" and run.data.params["data_skipped"] == "1"
+    assert run.data.params["data_counts"] == '{"test": {"cats": 2, "dogs": 2}, "train": {"cats": 8, "dogs": 8}}'
+    text = MlflowClient(tracking_uri=uri).download_artifacts(run.info.run_id, "skipped_files.txt", str(tmp_path))
+    assert "broken.jpg" in open(text).read()

@@ -10,8 +10,24 @@ pytestmark = pytest.mark.slow
 
 
 def test_perf_json_has_the_keys(capsys):
-    args = ["perf", "--model", "resnet8", "--image-size", "32", "--batch-size", "2", "--classes", "3",
-            "--baseline", "keras", "--windows", "1", "--steps", "1", "--json"]  # fmt: skip
+    args = [
+        "perf",
+        "--model",
+        "resnet8",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--classes",
+        "3",
+        "--baseline",
+        "keras",
+        "--windows",
+        "1",
+        "--steps",
+        "1",
+        "--json",
+    ]
     assert cli.main(args) == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("ours_images_per_second", "baseline_images_per_second", "ratio", "achieved_gflops", "peak_gflops"):

@@ -12,8 +12,15 @@ from .helpers import all_runs, store_uri
 
 pytestmark = pytest.mark.slow
 
-SECTIONS = ["# Report: tiny", "## Summary", "## Shortcut effect", "## Degradation check", "### Verdict",
-            "## Figures", "## Run index"]  # fmt: skip
+SECTIONS = [
+    "# Report: tiny",
+    "## Summary",
+    "## Shortcut effect",
+    "## Degradation check",
+    "### Verdict",
+    "## Figures",
+    "## Run index",
+]
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,24 @@ def runs_frame(values: dict[str, list[float]], metric="final_train_loss"):
     for model, vals in values.items():
         depth = int("".join(c for c in model if c.isdigit()))
         for seed, v in enumerate(vals):
-            rows.append({"run_id": f"{model}-{seed}", "model": model, "seed": seed, "depth": depth,
-                         "shortcut": "none" if model.startswith("plain") else "A", "params_total": 10, "macs": 5,
-                         "epochs": 3, "final_train_loss": v, "final_train_accuracy": 0.5,
-                         "final_val_accuracy": 0.4, "best_val_accuracy": 0.45, "step_ms": 2.0,
-                         "images_per_second": 100.0})  # fmt: skip
+            rows.append(
+                {
+                    "run_id": f"{model}-{seed}",
+                    "model": model,
+                    "seed": seed,
+                    "depth": depth,
+                    "shortcut": "none" if model.startswith("plain") else "A",
+                    "params_total": 10,
+                    "macs": 5,
+                    "epochs": 3,
+                    "final_train_loss": v,
+                    "final_train_accuracy": 0.5,
+                    "final_val_accuracy": 0.4,
+                    "best_val_accuracy": 0.45,
+                    "step_ms": 2.0,
+                    "images_per_second": 100.0,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -62,10 +75,14 @@ def test_pairs_only_shared_seeds():
 
 
 def test_verdicts_on_a_four_way_design():
-    runs = runs_frame({
-        "resnet20": [0.40, 0.45, 0.42], "plain20": [1.30, 1.25, 1.35],
-        "resnet56": [0.70, 0.65, 0.80], "plain56": [1.79, 1.80, 1.78],
-    })  # fmt: skip
+    runs = runs_frame(
+        {
+            "resnet20": [0.40, 0.45, 0.42],
+            "plain20": [1.30, 1.25, 1.35],
+            "resnet56": [0.70, 0.65, 0.80],
+            "plain56": [1.79, 1.80, 1.78],
+        }
+    )
     out = {v.claim: v for v in stats.verdicts(runs)}
     assert out["Degradation"].outcome == "reproduced"
     assert out["Degradation"].sentence.startswith("Degradation: reproduced. plain56 vs plain20")
@@ -87,13 +104,27 @@ def test_summary_mean_std_n():
 
 def test_latest_finished_run_wins_and_failed_runs_are_dropped():
     t = pd.Timestamp("2026-01-01", tz="UTC")
-    frame = pd.DataFrame([
-        {"run_id": "a", "model": "m", "seed": 0, "status": "FINISHED", "start_time": t, "config_hash": "h"},
-        {"run_id": "b", "model": "m", "seed": 0, "status": "FINISHED", "start_time": t + pd.Timedelta("1h"),
-         "config_hash": "h"},
-        {"run_id": "c", "model": "m", "seed": 0, "status": "FAILED", "start_time": t + pd.Timedelta("2h"),
-         "config_hash": "h"},
-    ])  # fmt: skip
+    frame = pd.DataFrame(
+        [
+            {"run_id": "a", "model": "m", "seed": 0, "status": "FINISHED", "start_time": t, "config_hash": "h"},
+            {
+                "run_id": "b",
+                "model": "m",
+                "seed": 0,
+                "status": "FINISHED",
+                "start_time": t + pd.Timedelta("1h"),
+                "config_hash": "h",
+            },
+            {
+                "run_id": "c",
+                "model": "m",
+                "seed": 0,
+                "status": "FAILED",
+                "start_time": t + pd.Timedelta("2h"),
+                "config_hash": "h",
+            },
+        ]
+    )
     assert list(stats.finished_latest(frame)["run_id"]) == ["b"]
 
 

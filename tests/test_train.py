@@ -24,8 +24,19 @@ def test_history_has_every_metric_per_epoch(tiny_file):
     result = _run(tiny_file)
     assert [r["epoch"] for r in result.history] == [1, 2]
     for row in result.history:
-        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds", "step_ms_median",
-                    "step_ms_p90", "images_per_second", "learning_rate", "grad_norm/stage1", "grad_norm/head"):  # fmt: skip
+        for key in (
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "epoch_seconds",
+            "step_ms_median",
+            "step_ms_p90",
+            "images_per_second",
+            "learning_rate",
+            "grad_norm/stage1",
+            "grad_norm/head",
+        ):
             assert np.isfinite(row[key]), key
     assert result.model_info["params_total"] > 0 and result.model_info["macs"] > 0
 
@@ -49,8 +60,17 @@ def test_seed_changes_the_numbers(tiny_file):
 
 
 def test_step_schedule_sgd_weight_decay_and_label_smoothing(tiny_file):
-    result = _run(tiny_file, ["train.optimizer='sgd'", "train.lr_schedule='step'", "train.lr_boundaries=[3]",
-                              "train.learning_rate=0.1", "train.weight_decay=0.0001", "train.label_smoothing=0.1"])  # fmt: skip
+    result = _run(
+        tiny_file,
+        [
+            "train.optimizer='sgd'",
+            "train.lr_schedule='step'",
+            "train.lr_boundaries=[3]",
+            "train.learning_rate=0.1",
+            "train.weight_decay=0.0001",
+            "train.label_smoothing=0.1",
+        ],
+    )
     assert [round(r["learning_rate"], 6) for r in result.history] == [0.1, 0.01]
 
 

@@ -80,12 +80,13 @@ def write_report(uri: str, experiment: str, out: Path, config_hash=None, seeds=N
 
 
 def cli_report(args) -> int:
-    from ..tracking import resolve_uri
+    from ..tracking import check_reachable, resolve_uri
 
     experiment = args.experiment
     if experiment.endswith(".toml"):
         experiment = Path(experiment).stem
     uri = resolve_uri(args.tracking_uri)
+    check_reachable(uri)
     out = Path(args.out or f"reports/{experiment}.md")
     command = f"resnet-bench report {experiment}"
     if args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):

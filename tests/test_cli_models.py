@@ -1,0 +1,44 @@
+"""`resnet-bench models`: listing, JSON shape, and one-line errors."""
+
+import json
+
+import pytest
+
+from resnet_bench import cli
+
+
+def test_models_json_lists_each_residual_model_then_its_plain_twin(capsys):
+    args = ["models", "--image-size", "32", "--classes", "10", "--model", "resnet20", "--model", "resnet56", "--json"]
+    assert cli.main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["resnet20", "plain20", "resnet56", "plain56"]
+    assert [r["shortcut"] for r in rows] == ["A", "none", "A", "none"]
+    for r in rows:
+        assert {"name", "depth", "shortcut", "flavour", "params_total", "params_trainable", "macs"} <= set(r)
+    assert rows[0]["params_trainable"] == 269_722 == rows[1]["params_trainable"]
+
+
+def test_models_shortcut_option_applies(capsys):
+    assert cli.main(["models", "--model", "resnet18", "--shortcut", "B", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["params_trainable"] == 11_689_512 and rows[1]["shortcut"] == "none"
+
+
+def test_models_article_flavour_table(capsys):
+    assert cli.main(["models", "--flavour", "article", "--classes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "article_resnet18" in out and "11,195,265" in out and "20,807,553" in out
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--model", "resnet50", "--image-size", "8"], "too small"),
+        (["--model", "resnet21"], "6n+2"),
+        (["--model", "vgg16"], "vgg16"),
+    ],
+)
+def test_models_bad_input_exits_2_with_one_line(capsys, args, needle):
+    assert cli.main(["models", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err
