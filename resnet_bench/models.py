@@ -181,6 +181,42 @@ class ZeroPadShortcut(layers.Layer):
         return {**super().get_config(), "stride": self.stride, "out_channels": self.out_channels}
 
 
+@keras.saving.register_keras_serializable(package="resnet_bench")
+class BatchNorm(layers.BatchNormalization):
+    """Keras' BatchNormalization computed with TensorFlow's fused kernel.
+
+    Same weights, names and normalisation as the Keras layer; on the TensorFlow backend one
+    fused op replaces the separate moments and normalise ops, which made ResNet-50 training
+    about 1.2x faster on a 2-core CPU (reports/perf.md). The moving variance takes the
+    unbiased batch variance the fused op returns (as torchvision and tf.keras 2 do; Keras 3
+    uses the biased one). Other backends and layouts fall back to the Keras layer.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if keras.backend.backend() != "tensorflow" or len(inputs.shape) != 4 or self.axis not in (-1, 3):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        if training and self.trainable:
+            y, mean, var = tf.compat.v1.nn.fused_batch_norm(
+                inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True
+            )
+            m = self.momentum
+            self.moving_mean.assign(self.moving_mean * m + mean * (1 - m))
+            self.moving_variance.assign(self.moving_variance * m + var * (1 - m))
+            return y
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            inputs,
+            self.gamma,
+            self.beta,
+            mean=self.moving_mean,
+            variance=self.moving_variance,
+            epsilon=self.epsilon,
+            is_training=False,
+        )
+        return y
+
+
 class _Ops:
     """Conv/BN/ReLU factory bound to a flavour, so block code stays one function per kind."""
 
@@ -208,9 +244,7 @@ class _Ops:
 
     @staticmethod
     def bn(x, name, zero_gamma=False):
-        return layers.BatchNormalization(
-            epsilon=1.001e-5, gamma_initializer="zeros" if zero_gamma else "ones", name=name
-        )(x)
+        return BatchNorm(epsilon=1.001e-5, gamma_initializer="zeros" if zero_gamma else "ones", name=name)(x)
 
     @staticmethod
     def relu(x, name):

@@ -48,9 +48,7 @@ class Subject:
         shape = model.input_shape[1:]
         self.x = tf.random.stateless_normal((batch_size, *shape), seed=[5, 6])
         self.y = tf.constant(np.arange(batch_size) % classes)
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", jit_compile=jit
-        )
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", jit_compile=jit)
         self.macs = count_macs(model)
         self.train_rates: list[float] = []
         self.infer_rates: list[float] = []

@@ -158,7 +158,7 @@ def test_divergence_marks_failed_and_the_sweep_goes_on(tmp_path, tiny_file):
         "--set",
         'train.optimizer="sgd"',
         "--set",
-        "train.learning_rate=1e12",
+        "train.learning_rate=1e30",
     ]
     assert cli.main(args) == 1
     runs = all_runs(uri, "tiny")

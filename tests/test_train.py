@@ -82,4 +82,4 @@ def test_binary_head_for_two_classes(tiny_file):
 
 def test_divergence_raises(tiny_file):
     with pytest.raises(DivergedError):
-        _run(tiny_file, ["train.optimizer='sgd'", "train.learning_rate=1e12"])
+        _run(tiny_file, ["train.optimizer='sgd'", "train.learning_rate=1e30"])
