@@ -38,3 +38,17 @@ def tiny_file(tmp_path):
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory):
+    """One tiny sweep (2 depths x residual/plain x 2 seeds, 2 epochs), shared read-only by the
+    driver and report tests: (folder, experiment file, tracking URI)."""
+    from resnet_bench import cli
+
+    tmp = tmp_path_factory.mktemp("sweep")
+    exp = tmp / "tiny.toml"
+    exp.write_text(TINY)
+    uri = f"sqlite:///{tmp}/db.sqlite"
+    assert cli.main(["run", str(exp), "--tracking-uri", uri]) == 0
+    return tmp, exp, uri

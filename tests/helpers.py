@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -37,3 +38,21 @@ def spawn(args: list[str], cwd, **kw) -> subprocess.Popen:
         text=True,
         **kw,
     )
+
+
+# Per-epoch metrics every run must log (issue: benchmark driver).
+EPOCH_METRICS = ("train_loss train_accuracy val_loss val_accuracy epoch_seconds step_ms_median step_ms_p90 "
+                 "images_per_second learning_rate").split()  # fmt: skip
+
+
+def wait_for_mid_run(uri: str, experiment: str, after_finished: int = 0, timeout: float = 240):
+    """Poll until a run is RUNNING with at least one epoch logged (and ``after_finished`` runs done)."""
+    client = MlflowClient(tracking_uri=uri)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        running = by_status(uri, experiment, "RUNNING")
+        if running and len(by_status(uri, experiment, "FINISHED")) >= after_finished:
+            if client.get_metric_history(running[0].info.run_id, "train_loss"):
+                return running[0]
+        time.sleep(0.3)
+    raise AssertionError(f"no run of {experiment} got under way in {timeout}s")

@@ -24,14 +24,8 @@ SECTIONS = [
 
 
 @pytest.fixture(scope="module")
-def reported(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("report")
-    from .conftest import TINY
-
-    exp = tmp / "tiny.toml"
-    exp.write_text(TINY)
-    uri = store_uri(tmp)
-    assert cli.main(["run", str(exp), "--tracking-uri", uri]) == 0
+def reported(tiny_sweep):
+    tmp, exp, uri = tiny_sweep
     out = tmp / "out" / "tiny.md"
     assert cli.main(["report", "tiny", "--tracking-uri", uri, "--out", str(out), "--csv", str(tmp / "t.csv")]) == 0
     return tmp, uri, out
