@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--classes", type=int, default=10)
     pf.add_argument("--baseline", choices=("keras", "none"), default="keras")
     pf.add_argument("--jit", action="store_true", help="compile the train step with XLA")
+    pf.add_argument("--mixed-precision", choices=("off", "float16", "bfloat16"), default="off")
     pf.add_argument("--windows", type=int, default=5, help="timed windows")
     pf.add_argument("--steps", type=int, default=10, help="steps per timed window")
     pf.add_argument("--pipeline", action="store_true", help="also measure the input pipeline and logging overhead")

@@ -73,7 +73,7 @@ class TrainConfig:
     jit_compile: str = "auto"  # auto | on | off
     deterministic: bool = True
     distribute: str = "none"  # none | mirrored | multi_worker
-    grad_probe_size: int = 64  # images in the fixed batch for per-stage gradient norms
+    grad_probe_size: int = 32  # images in the fixed batch for per-stage gradient norms
     save_weights: bool = False
 
 

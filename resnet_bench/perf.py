@@ -16,6 +16,7 @@ import json
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +25,9 @@ import numpy as np
 import tensorflow as tf
 
 from .models import count_macs, parse_model_name
+from .tracking import Store
+
+KEPT_SECTION = "## Settings tried"
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -144,10 +148,15 @@ def measure_pipeline(experiment: str, folder: str | None, batches: int = 200) ->
     }
     epoch_times = {m: [] for m in modes}
     rates = []
+    tmp = tempfile.TemporaryDirectory()
+    store = Store(f"sqlite:///{tmp.name}/perf.db")  # real MLflow logging, as the driver does it
+    exp_id = store.experiment_id("perf")
     for _ in range(2):
         for mode, (overrides, logging) in modes.items():
             short = config.load(experiment, overrides)
-            result = train_run(short, deep, 0, arrays, on_epoch=(lambda row: None) if logging else None, probes=logging)
+            run_id = store.call("create_run", exp_id).info.run_id
+            on_epoch = (lambda row, run_id=run_id: store.log_epoch(run_id, row)) if logging else None
+            result = train_run(short, deep, 0, arrays, on_epoch=on_epoch, probes=logging)
             epoch_times[mode] += [r["epoch_seconds"] for r in result.history[1:]]
             if mode == "default":
                 rates += [r["images_per_second"] for r in result.history[1:]]
@@ -160,6 +169,7 @@ def measure_pipeline(experiment: str, folder: str | None, batches: int = 200) ->
     out["logging_overhead_percent"] = 100 * (med["default"] / med["no_logging"] - 1)
     out["epoch_seconds_without_determinism"] = med["no_determinism"]
     out["determinism_cost_percent"] = 100 * (med["default"] / med["no_determinism"] - 1)
+    tmp.cleanup()
     return out
 
 
@@ -236,7 +246,7 @@ def to_markdown(result: dict, command: str) -> str:
                 f"process), then the pipeline {p['folder_pipeline_images_per_second']:.0f} images/s."
             )
         lines.append(
-            f"- Epoch time with logging and gradient probes {p['epoch_seconds_with_logging']:.2f} s, without "
+            f"- Epoch time with MLflow logging and gradient probes {p['epoch_seconds_with_logging']:.2f} s, without "
             f"{p['epoch_seconds_without_logging']:.2f} s: overhead **{p['logging_overhead_percent']:+.1f}%** "
             "(median of epochs 2-3 of two interleaved rounds)."
         )
@@ -249,6 +259,8 @@ def to_markdown(result: dict, command: str) -> str:
 
 def cli_perf(args) -> int:
     models = args.model or ["resnet50"]
+    if args.mixed_precision != "off":
+        keras.mixed_precision.set_global_policy(f"mixed_{args.mixed_precision}")
     try:
         result = measure_models(
             models, args.image_size, args.batch_size, args.classes, args.baseline, args.windows, args.steps, args.jit
@@ -262,8 +274,13 @@ def cli_perf(args) -> int:
         result["pipeline"] = measure_pipeline("experiments/shortcut_ablation.toml", args.data or None)
     command = "resnet-bench " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("resnet-bench") else "resnet-bench perf"
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(to_markdown(result, command))
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        text = to_markdown(result, command)
+        # A hand-kept log of settings tried (with their commands) survives regeneration.
+        if out.is_file() and KEPT_SECTION in out.read_text():
+            text += "\n" + KEPT_SECTION + out.read_text().split(KEPT_SECTION, 1)[1]
+        out.write_text(text)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
