@@ -73,6 +73,7 @@ class TrainConfig:
     jit_compile: str = "auto"  # auto | on | off
     deterministic: bool = True
     distribute: str = "none"  # none | mirrored | multi_worker
+    intra_op_threads: int = 0  # TensorFlow's intra-op thread pool; 0: its default (one per core)
     grad_probe_size: int = 32  # images in the fixed batch for per-stage gradient norms
     save_weights: bool = False
 

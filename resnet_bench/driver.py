@@ -222,7 +222,9 @@ def run_sweep(
     if not todo:
         return 0
     from . import data as data_mod
+    from .train import configure_threads
 
+    configure_threads(cfg.train.intra_op_threads)  # before TensorFlow runs its first op
     data_mod.load(cfg.data)  # bad data paths fail here, before any run is created
     invocation = uuid.uuid4().hex[:12]
     if executor == "ray":

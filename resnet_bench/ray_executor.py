@@ -20,7 +20,9 @@ def _task(cfg, spec, seed, uri, force, invocation, label):
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from .driver import execute_run
+    from .train import configure_threads
 
+    configure_threads(cfg.train.intra_op_threads)
     return execute_run(cfg, spec, seed, uri, force, invocation, label)
 
 
