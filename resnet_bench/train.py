@@ -173,6 +173,7 @@ class EpochRecorder(keras.callbacks.Callback):
             "train_accuracy": float(logs.get("accuracy", np.nan)),
             "val_loss": float(logs.get("val_loss", np.nan)),
             "val_accuracy": float(logs.get("val_accuracy", np.nan)),
+            # training + validation; the probe and the logging hook fall outside (perf measures them)
             "epoch_seconds": now - self.epoch_start,
             "step_ms_median": float(np.median(steps)),
             "step_ms_p90": float(np.percentile(steps, 90)),
