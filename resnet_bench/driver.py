@@ -15,6 +15,7 @@ import json
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import uuid
@@ -150,6 +151,8 @@ def execute_run(
     history: list[dict] = []
     status, reason = "FAILED", None
     t0 = time.time()
+    beating = threading.Event()
+    threading.Thread(target=store.heartbeat, args=(run_id, beating), daemon=True).start()
 
     def on_model(model, info):
         store.log_params(run_id, info)
@@ -182,6 +185,7 @@ def execute_run(
         reason = f"{type(e).__name__}: {e}"
         traceback.print_exc(file=sys.stderr)
     finally:
+        beating.set()
         if history:
             store.call("log_text", run_id, _history_csv(history), "history.csv")
         store.call("log_text", run_id, config_mod.to_toml(cfg), "config.toml")

@@ -10,7 +10,8 @@ A run is *claimed* by creating it (status RUNNING, tagged with its ``run_key`` a
 host and pid) and then looking for other live runs with the same key: the oldest one wins and
 the others delete their fresh run and move on. Creation-then-check needs no lock, works over a
 tracking server, and never lets two processes train the same run. A RUNNING run whose owner
-is gone (same host and a dead pid, or no heartbeat for ``STALE_SECONDS``) is marked KILLED
+is gone (same host and a dead pid, or, from another host, no heartbeat for ``STALE_SECONDS``
+while a live run beats every ``HEARTBEAT_SECONDS``) is marked KILLED
 before the claim, so a SIGKILLed sweep resumes cleanly.
 """
 
@@ -27,7 +28,8 @@ from mlflow.tracking import MlflowClient
 
 from .errors import UserError
 
-STALE_SECONDS = float(os.environ.get("RESNET_BENCH_STALE_SECONDS", 1800))
+STALE_SECONDS = float(os.environ.get("RESNET_BENCH_STALE_SECONDS", 600))
+HEARTBEAT_SECONDS = 60
 _MAX_BATCH = 900  # MLflow caps a log_batch call at 1000 params + metrics + tags
 
 
@@ -188,6 +190,17 @@ class Store:
         step = int(row["epoch"])
         metrics = [Metric(k, float(v), ts, step) for k, v in row.items() if k != "epoch"]
         self.call("log_batch", run_id, metrics=metrics, tags=[RunTag("heartbeat", f"{time.time():.0f}")])
+
+    def heartbeat(self, run_id: str, stop) -> None:
+        """Refresh the run's heartbeat tag until ``stop`` (a threading.Event) is set.
+
+        Runs in a thread beside training, so a long epoch does not look like a dead owner.
+        """
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self.call("set_tag", run_id, "heartbeat", f"{time.time():.0f}")
+            except Exception:  # a missed beat is harmless; the next one retries
+                pass
 
     def end(self, run_id: str, status: str, reason: str | None = None) -> None:
         if reason:

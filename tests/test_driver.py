@@ -1,6 +1,7 @@
 """The driver end to end on a tiny model and tiny generated data, in a temporary store."""
 
 import signal
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -181,3 +182,18 @@ def test_photo_folder_run_logs_skipped_files(tmp_path, tiny_file):
     assert run.data.params["data_counts"] == '{"test": {"cats": 2, "dogs": 2}, "train": {"cats": 8, "dogs": 8}}'
     text = MlflowClient(tracking_uri=uri).download_artifacts(run.info.run_id, "skipped_files.txt", str(tmp_path))
     assert "broken.jpg" in open(text).read()
+
+
+def test_runs_of_other_hosts_are_reaped_only_without_heartbeat(tmp_path):
+    store = Store(store_uri(tmp_path))
+    exp = store.experiment_id("hosts")
+    now = time.time()
+    owner = {"owner_host": "elsewhere", "owner_pid": "1"}
+    stale = store.call("create_run", exp, tags={"run_key": "k1", "heartbeat": f"{now - 3600:.0f}", **owner})
+    live = store.call("create_run", exp, tags={"run_key": "k2", "heartbeat": f"{now:.0f}", **owner})
+    stale, live = stale.info.run_id, live.info.run_id
+    assert store.reap(exp, "k1") == 1 and store.reap(exp, "k2") == 0
+    assert store.call("get_run", stale).info.status == "KILLED"
+    assert store.call("get_run", live).info.status == "RUNNING"
+    assert store.claim(exp, "k2", {}) is None  # a live claim elsewhere wins
+    assert store.claim(exp, "k1", {}) is not None
