@@ -108,7 +108,7 @@ def test_ray_sweep_on_a_tracking_server_matches_a_local_sweep(tmp_path, server, 
 
 
 def test_killed_worker_is_retried_and_its_attempt_marked_killed(tmp_path, server, cluster):
-    cfg = _tiny(tmp_path, "ray_kill", ["train.epochs=40"])
+    cfg = _tiny(tmp_path, "ray_kill", ["train.epochs=20", "data.train_size=2000"])  # long enough to catch mid-run
     client = MlflowClient(tracking_uri=server)
     killed = []
 
