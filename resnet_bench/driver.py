@@ -247,6 +247,9 @@ def run_sweep(
 
 def _run_local(cfg, uri, todo: list[PlannedRun], force, invocation, echo) -> list[str]:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # A shell starts background jobs with SIGINT ignored, and Python keeps that; an interrupt
+    # must still end the current run as KILLED, so take SIGINT back for the sweep.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     statuses, start = [], time.time()
     cost_done, cost = 0.0, [p.spec.depth for p in todo]  # depth ~ time per run within a family
     try:
@@ -260,4 +263,5 @@ def _run_local(cfg, uri, todo: list[PlannedRun], force, invocation, echo) -> lis
             cost_done += cost[i - 1]
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     return statuses
