@@ -6,6 +6,7 @@ any store, one filled by someone else included.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -19,11 +20,7 @@ __all__ = ["build_context", "write_report", "load_frame", "cli_report"]
 def _expected_runs(first) -> int:
     """Size of the grid the runs were planned with (from their logged grid.* params)."""
     newest = first.sort_values("start_time").iloc[-1]
-    sizes = [len(str(newest[k]).split(",")) for k in ("grid.depths", "grid.shortcuts", "grid.seeds") if newest[k]]
-    total = 1
-    for s in sizes:
-        total *= s
-    return total
+    return math.prod(len(str(newest[k]).split(",")) for k in ("grid.depths", "grid.shortcuts", "grid.seeds"))
 
 
 def build_context(frame, experiment: str, config_hash=None, seeds=None, figure_dir="figures", command="") -> dict:

@@ -132,7 +132,8 @@ def markdown(ctx: dict) -> str:
         "",
         f"- **Regenerate**: `{ctx['command']}`",
         f"- **Runs**: {len(runs)} finished runs used ({runs['seed'].nunique() if len(runs) else 0} seeds: "
-        f"{', '.join(map(str, sorted(runs['seed'].unique())))}), {ctx['pending']} pending, "
+        f"{', '.join(map(str, sorted(runs['seed'].unique())))}), {ctx['pending']} pending "
+        f"({ctx['running']} running now), "
         f"{ctx['excluded']} failed/killed excluded; configuration `{ctx['config_hash']}`"
         + (f" ({ctx['other_configs']} runs of other configurations ignored)" if ctx["other_configs"] else ""),
         f"- **Dates** (UTC): {first['start_time'].min():%Y-%m-%d %H:%M} to {first['start_time'].max():%Y-%m-%d %H:%M}",
