@@ -273,3 +273,13 @@ def test_cli_missing_folder_exits_2_with_one_line(tmp_path, capsys):
     assert cli.main(["data", "describe", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err and "nothing" in err
+
+
+def test_cli_describe_cifar_folder_and_array_files(tmp_path, capsys):
+    folder = make_cifar(tmp_path / "cifar-10-batches-py")
+    npz = tmp_path / "set.npz"
+    np.savez(npz, train_set_x=np.zeros((12, 8, 8, 3), np.uint8), train_set_y=np.arange(12) % 2)
+    for source, classes in ((folder, 10), (npz, 2)):
+        assert cli.main(["data", "describe", str(source), "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert len(out["classes"]) == classes and out["image_size"] == 32 and len(out["hash"]) == 16
