@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
@@ -40,8 +41,6 @@ def cpu_model() -> str:
 
 def tags() -> dict[str, str]:
     """Provenance tags for a training run (imports TensorFlow: driver side only)."""
-    import os
-
     import keras
     import mlflow
     import tensorflow as tf

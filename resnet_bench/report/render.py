@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 from . import stats  # noqa: E402
 
 PNG_META = {"Software": None}
-plt.rcParams.update({"svg.hashsalt": "resnet_bench", "figure.dpi": 100})
+plt.rcParams.update({"figure.dpi": 100})
 
 
 def _style(model: str, shortcut: str, colours: dict) -> dict:
