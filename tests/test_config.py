@@ -39,7 +39,6 @@ def test_overrides_reach_the_config(tiny_file):
 
 def test_every_field_can_be_set_from_the_file(tiny_file):
     """A field that silently keeps its default is a classic bug: set each one and read it back."""
-    text = tiny_file.read_text()
     base = config.load(tiny_file)
     for section, cls in config.SECTIONS.items():
         for f in dataclasses.fields(cls):
@@ -72,7 +71,6 @@ def test_every_field_can_be_set_from_the_file(tiny_file):
                 ],
             )
             assert getattr(getattr(cfg, section), f.name) == new, f"{section}.{f.name}"
-    assert text  # the file itself is untouched
 
 
 @pytest.mark.parametrize(

@@ -55,8 +55,13 @@ def content_hash(arrays: Arrays) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=4)
 def describe(arrays: Arrays) -> dict:
-    """Classes, counts per split and class, image size, content hash, skipped/ignored files."""
+    """Classes, counts per split and class, image size, content hash, skipped/ignored files.
+
+    Cached per loaded data set: a sweep hashes its data once, not once per run. Treat the
+    returned dict as read-only.
+    """
 
     def counts(y):
         return {c: int(n) for c, n in zip(arrays.classes, np.bincount(y, minlength=len(arrays.classes)))}

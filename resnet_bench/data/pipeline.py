@@ -20,7 +20,7 @@ import tensorflow as tf
 IN_MEMORY_BYTES = 2 * 1024**3
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity, so describe() can be cached per load
 class Arrays:
     """Decoded images (uint8, N x H x W x 3) with labels, plus class names and provenance."""
 
