@@ -31,6 +31,18 @@ def _csv_list(text: str, kind=str) -> list:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
 
 
+def _jobs(text: str):
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return n
+
+
 def _cmd_run(args) -> int:
     from . import config, driver
 
@@ -44,6 +56,7 @@ def _cmd_run(args) -> int:
         force=args.force,
         dry_run=args.dry_run,
         executor=args.executor,
+        jobs=args.jobs,
         address=args.address,
         gpus_per_run=args.gpus_per_run,
         cpus_per_run=args.cpus_per_run,
@@ -142,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
     r.add_argument("--force", action="store_true", help="train again even runs that already finished")
     r.add_argument("--dry-run", action="store_true", help="print the planned runs and exit")
+    r.add_argument(
+        "--jobs",
+        type=_jobs,
+        default="auto",
+        help="runs trained side by side in local worker processes (default auto: cores / train.intra_op_threads)",
+    )
     r.add_argument("--executor", choices=("local", "ray"), default="local")
     r.add_argument("--address", default=None, help="Ray cluster address (e.g. auto)")
     r.add_argument("--gpus-per-run", type=float, default=0)
@@ -216,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: the current run is marked KILLED; run the same command again to resume", file=sys.stderr)
         return 130
     except BaseException as e:
-        from .driver import Terminated
+        from .runner import Terminated
 
         if isinstance(e, Terminated):
             print("terminated: the current run is marked KILLED; run again to resume", file=sys.stderr)

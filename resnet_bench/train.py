@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 
 import keras
@@ -116,7 +116,7 @@ class GradientProbe:
     """
 
     def __init__(self, model: keras.Model, loss_fn, batch):
-        self.x, self.y = (tf.constant(a) for a in batch)
+        self.x, self.y = (tf.constant(a) for a in batch)  # the batch it is traced for
         groups = defaultdict(list)
         for i, v in enumerate(model.trainable_variables):
             groups[stage_of(v.path)].append(i)
@@ -135,8 +135,9 @@ class GradientProbe:
 
         self._norms = norms
 
-    def __call__(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self._norms(self.x, self.y).items()}
+    def __call__(self, batch=None) -> dict[str, float]:
+        x, y = (self.x, self.y) if batch is None else (tf.constant(a) for a in batch)
+        return {k: float(v) for k, v in self._norms(x, y).items()}
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -207,7 +208,72 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf_config.disable_op_determinism()
 
 
-def train_run(cfg, spec: ModelSpec, seed: int, arrays, on_epoch=None, on_model=None, probes=True) -> RunResult:
+@dataclass
+class CompiledModel:
+    """A built, compiled model with what its runs reuse: traced train, test and probe functions.
+
+    Tracing is most of a small net's first epoch (about 3x a steady one for resnet56 at 16 px),
+    so a process that trains the same architecture for several seeds keeps one compiled model
+    and resets it per run instead of building it again.
+    """
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    loss_fn: object
+    probe: GradientProbe | None
+    optimizer_start: list  # the optimizer's variables right after build (step 0, zero slots)
+    info: dict
+    summary: str
+
+
+# One entry per (architecture, input, training settings) in this process, least recently used
+# first. Small: a sweep has a handful of variants, and ImageNet-size models are large.
+_COMPILED: OrderedDict[tuple, CompiledModel] = OrderedDict()
+_COMPILED_MAX = 4
+
+
+def _compile(t, spec, shape, num_classes, binary, settings, steps_per_epoch, probe_batch, probes) -> CompiledModel:
+    with make_strategy(t.distribute).scope():
+        model = build_model(spec, shape, num_classes, binary_head=binary)
+        loss_fn, metric = make_loss(t, num_classes)
+        optimizer = make_optimizer(t, steps_per_epoch)
+        model.compile(optimizer=optimizer, loss=loss_fn, metrics=[metric], jit_compile=settings.jit_compile)
+        optimizer.build(model.trainable_variables)  # what fit would do first; built now to snapshot it
+    info = {
+        **count_params(model),
+        "macs": count_macs(model),
+        "device": settings.device,
+        "mixed_precision_resolved": settings.mixed_precision,
+        "jit_compile_resolved": settings.jit_compile,
+    }
+    lines: list[str] = []
+    model.summary(print_fn=lambda s, **_: lines.append(s), line_length=110)
+    probe = GradientProbe(model, loss_fn, probe_batch) if probes else None
+    start = [tf.identity(v.value) for v in optimizer.variables]
+    return CompiledModel(model, optimizer, loss_fn, probe, start, info, "\n".join(lines))
+
+
+def _reset(entry: CompiledModel, spec, shape, num_classes, binary) -> None:
+    """Give a reused model exactly the state a fresh build with the current seed would have.
+
+    The weights come from building the same architecture again, which draws the same initial
+    values in the same order as a fresh run (Keras seeds each initializer from the global
+    seed); building is cheap, tracing is what is saved. The optimizer goes back to step 0 with
+    zero slots. Metrics are reset by ``fit`` at every epoch.
+    """
+    entry.model.set_weights(build_model(spec, shape, num_classes, binary_head=binary).get_weights())
+    for v, value in zip(entry.optimizer.variables, entry.optimizer_start):
+        v.assign(value)
+
+
+def clear_compiled() -> None:
+    """Forget every compiled model of this process (tests use it to force a fresh build)."""
+    _COMPILED.clear()
+
+
+def train_run(
+    cfg, spec: ModelSpec, seed: int, arrays, on_epoch=None, on_model=None, probes=True, reuse=True
+) -> RunResult:
     """Train ``spec`` on ``arrays`` with the config's training settings and the repeat's seed.
 
     Args:
@@ -218,6 +284,9 @@ def train_run(cfg, spec: ModelSpec, seed: int, arrays, on_epoch=None, on_model=N
         on_epoch: called with each epoch's metrics dict (after it is complete).
         on_model: called with ``(model, info)`` once the model is built, before training.
         probes: measure per-stage gradient norms each epoch (off only to measure their cost).
+        reuse: reuse a model this process already compiled for the same architecture, input
+            and training settings, reset to this seed's initial state (bit-identical numbers,
+            no second trace). Runs under a distribution strategy always build afresh.
 
     Raises:
         DivergedError: the loss became NaN or infinite (the epoch is reported first).
@@ -225,7 +294,9 @@ def train_run(cfg, spec: ModelSpec, seed: int, arrays, on_epoch=None, on_model=N
     t = cfg.train
     configure_threads(t.intra_op_threads)
     settings = resolve_device_settings(t)
-    keras.backend.clear_session()
+    # No keras.backend.clear_session() here: it would also drop the kernels of the compiled
+    # models kept for reuse. Initial weights depend only on the seed (Keras seeds each
+    # initializer from Python's random module, which seed_everything resets).
     seed_everything(seed, t.deterministic)
     keras.mixed_precision.set_global_policy(
         "float32" if settings.mixed_precision == "off" else f"mixed_{settings.mixed_precision}"
@@ -235,24 +306,22 @@ def train_run(cfg, spec: ModelSpec, seed: int, arrays, on_epoch=None, on_model=N
         arrays, t.batch_size, seed, cfg.data.normalization, cfg.data.augment, binary, t.grad_probe_size
     )
     num_classes = len(arrays.classes)
-    shape = arrays.x_train.shape[1:]
-    with make_strategy(t.distribute).scope():
-        model = build_model(spec, shape, num_classes, binary_head=binary)
-        loss_fn, metric = make_loss(t, num_classes)
-        optimizer = make_optimizer(t, pipes.steps_per_epoch)
-        model.compile(optimizer=optimizer, loss=loss_fn, metrics=[metric], jit_compile=settings.jit_compile)
-    info = {
-        **count_params(model),
-        "macs": count_macs(model),
-        "device": settings.device,
-        "mixed_precision_resolved": settings.mixed_precision,
-        "jit_compile_resolved": settings.jit_compile,
-    }
-    lines: list[str] = []
-    model.summary(print_fn=lambda s, **_: lines.append(s), line_length=110)
+    shape = tuple(arrays.x_train.shape[1:])
+    key = (spec, shape, num_classes, binary, t, settings, pipes.steps_per_epoch, probes)
+    entry = _COMPILED.get(key) if reuse and t.distribute == "none" else None
+    if entry is None:
+        entry = _compile(t, spec, shape, num_classes, binary, settings, pipes.steps_per_epoch, pipes.probe, probes)
+        if reuse and t.distribute == "none":
+            _COMPILED[key] = entry
+            while len(_COMPILED) > _COMPILED_MAX:
+                _COMPILED.popitem(last=False)
+    else:
+        _reset(entry, spec, shape, num_classes, binary)
+        _COMPILED.move_to_end(key)
+    model, optimizer = entry.model, entry.optimizer
     if on_model:
-        on_model(model, info)
-    probe = GradientProbe(model, loss_fn, pipes.probe) if probes else None
+        on_model(model, entry.info)
+    probe = (lambda: entry.probe(pipes.probe)) if entry.probe else None
     recorder = EpochRecorder(t.batch_size, on_epoch, probe, lambda: float(np.asarray(optimizer.learning_rate)))
     model.fit(
         pipes.train,
@@ -263,4 +332,4 @@ def train_run(cfg, spec: ModelSpec, seed: int, arrays, on_epoch=None, on_model=N
         shuffle=False,  # the pipeline shuffles, seeded per repeat
         verbose=0,
     )
-    return RunResult(recorder.history, info, "\n".join(lines), model)
+    return RunResult(recorder.history, entry.info, entry.summary, model)

@@ -1,0 +1,312 @@
+"""Where the runs of a sweep execute, and the one loop that feeds them.
+
+A *pool* runs :func:`resnet_bench.runner.execute_run` somewhere: in this process
+(:class:`InProcess`, ``--jobs 1``), in local worker processes (:class:`LocalPool`,
+``--jobs N``) or as Ray tasks (``resnet_bench.ray_executor.RayPool``). :func:`schedule` is
+the loop all of them share: hand pending runs to free slots, collect statuses, print progress
+with an ETA. Runs claim themselves in the tracking store (see :mod:`resnet_bench.tracking`),
+so pools need no locks, and two sweeps on one store never train the same run.
+
+Local workers are separate processes with their own TensorFlow, each with the run's thread
+count (``train.intra_op_threads``): on 2 cores, two single-threaded runs side by side beat one
+run on two threads, since the small convolutions of the CIFAR nets do not scale across
+threads (reports/perf.md). A worker keeps each network it has compiled
+(:func:`resnet_bench.train.train_run` reuses it), so the pool gives a free worker a run of
+a network it already holds when there is one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import time
+from typing import Protocol
+
+from .runner import Terminated, _on_sigterm, execute_run
+
+
+class Pool(Protocol):
+    def start_next(self, pending: list) -> object | None:
+        """Start one of ``pending`` if a slot is free; return it (or None when full)."""
+
+    def wait(self) -> list[tuple[object, str]]:
+        """Block until at least one run ends (or a short timeout); return (run, status) pairs."""
+
+    def busy(self) -> bool:
+        """Whether any started run has not been returned by :meth:`wait` yet."""
+
+    def close(self, interrupted: bool = False) -> None:
+        """Release workers; on an interrupt, end every run in flight as KILLED first."""
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def auto_jobs(intra_op_threads: int, runs: int) -> int:
+    """``--jobs auto``: the cores divided by the threads one run uses, at most one per run.
+
+    A run with ``train.intra_op_threads = 0`` uses TensorFlow's default, a thread per core, so
+    it gets the machine to itself.
+    """
+    cores = available_cores()
+    per_run = intra_op_threads if intra_op_threads > 0 else cores
+    return max(1, min(cores // per_run, runs))
+
+
+class Progress:
+    """Runs done out of all, and an ETA from the cost of what is left.
+
+    A run's cost is its depth (MACs per image, and so time, grow about linearly with depth
+    within a family), so a deep net counts for more than a shallow one; the rate is the wall
+    time so far per unit of finished cost, which holds for one worker or many once the first
+    runs are done.
+    """
+
+    def __init__(self, todo: list, echo):
+        self.total = len(todo)
+        self.cost = {id(p): float(p.spec.depth) for p in todo}
+        self.left = sum(self.cost.values())
+        self.done_cost = 0.0
+        self.done = 0
+        self.start = time.time()
+        self.echo = echo
+        self.started = 0
+
+    def label(self, p) -> str:
+        self.started += 1
+        return f"[{self.started}/{self.total}]"
+
+    def finished(self, p, status: str) -> None:
+        self.done += 1
+        c = self.cost[id(p)]
+        self.done_cost += c
+        self.left -= c
+        elapsed = time.time() - self.start
+        eta = f", ETA {elapsed / self.done_cost * self.left / 60:.1f} min" if self.done_cost and self.left else ""
+        self.echo(
+            f"[sweep {self.done}/{self.total} done] {p.spec.name} seed {p.seed}: {status} "
+            f"({elapsed / 60:.1f} min elapsed{eta})"
+        )
+
+
+def schedule(pool: Pool, todo: list, echo) -> list[str]:
+    """Run every planned run of ``todo`` on ``pool``; returns their statuses in finishing order.
+
+    An interrupt (SIGINT or SIGTERM) closes the pool, which ends the runs in flight as KILLED,
+    and propagates.
+    """
+    progress = Progress(todo, echo)
+    pending = list(todo)
+    statuses: list[str] = []
+    previous_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    # A shell starts background jobs with SIGINT ignored, and Python keeps that; an interrupt
+    # must still end the runs in flight as KILLED, so take SIGINT back for the sweep.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupted = True
+    try:
+        while pending or pool.busy():
+            while pending:
+                started = pool.start_next(pending, progress.label)
+                if started is None:
+                    break
+                pending.remove(started)
+            for p, status in pool.wait():
+                statuses.append(status)
+                progress.finished(p, status)
+        interrupted = False
+    finally:
+        try:
+            pool.close(interrupted)
+        finally:
+            signal.signal(signal.SIGTERM, previous_term)
+            signal.signal(signal.SIGINT, previous_int)
+    return statuses
+
+
+class InProcess:
+    """One run at a time in this process (``--jobs 1``): the simplest pool, and the reference."""
+
+    def __init__(self, cfg, uri: str, force: bool, invocation: str, echo):
+        self.cfg, self.uri, self.force, self.invocation, self.echo = cfg, uri, force, invocation, echo
+        self._done: list[tuple[object, str]] = []
+
+    def start_next(self, pending, label):
+        if self._done:
+            return None
+        p = pending[0]
+        tag = label(p)
+        self.echo(f"{tag} {p.spec.name} seed {p.seed}: started")
+        status = execute_run(self.cfg, p.spec, p.seed, self.uri, self.force, self.invocation, tag, self.echo)
+        self._done.append((p, status))
+        return p
+
+    def wait(self):
+        done, self._done = self._done, []
+        return done
+
+    def busy(self) -> bool:
+        return bool(self._done)
+
+    def close(self, interrupted: bool = False) -> None:
+        pass
+
+
+def _worker_main(cfg, uri, force, invocation, results, tasks, worker_id: int) -> None:
+    """A local worker: its own TensorFlow, pulling runs until told to stop.
+
+    SIGINT or SIGTERM ends the run in flight as KILLED (execute_run does that), reports it,
+    and ends the worker; further signals are ignored so that the ending is not cut short.
+    """
+
+    def stop(exc):
+        def handler(signum, frame):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            raise exc()
+
+        return handler
+
+    signal.signal(signal.SIGINT, stop(KeyboardInterrupt))
+    signal.signal(signal.SIGTERM, stop(Terminated))
+    from .train import configure_threads
+
+    configure_threads(cfg.train.intra_op_threads)  # before TensorFlow runs its first op
+
+    def echo(text: str) -> None:
+        results.put(("log", worker_id, text))
+
+    try:
+        while True:
+            task = tasks.get()
+            if task is None:
+                return
+            spec, seed, label = task
+            status = execute_run(cfg, spec, seed, uri, force, invocation, label, echo)
+            results.put(("done", worker_id, status))
+    except (KeyboardInterrupt, Terminated):
+        results.put(("done", worker_id, "KILLED"))
+        results.close()
+        results.join_thread()
+        os._exit(130)  # skip interpreter teardown: TensorFlow's threads can stall it
+
+
+class _Worker:
+    def __init__(self, ctx, args, worker_id: int):
+        self.id = worker_id
+        self.tasks = ctx.Queue()
+        self.process = ctx.Process(
+            target=_worker_main, args=(*args, self.tasks, worker_id), name=f"resnet-bench-worker-{worker_id}"
+        )
+        self.process.start()
+        self.run = None  # the PlannedRun in flight
+        self.held: set = set()  # specs this worker has compiled (and keeps for reuse)
+
+
+class LocalPool:
+    """``jobs`` worker processes on this machine (``--jobs N``)."""
+
+    def __init__(self, cfg, uri: str, force: bool, invocation: str, echo, jobs: int, store):
+        self.ctx = mp.get_context("spawn")  # TensorFlow is not fork-safe
+        self.results = self.ctx.Queue()
+        self.args = (cfg, uri, force, invocation, self.results)
+        self.echo, self.store, self.cfg = echo, store, cfg
+        self.workers = [_Worker(self.ctx, self.args, i) for i in range(1, jobs + 1)]
+        self._next_id = jobs + 1
+        echo(f"{jobs} local worker processes, {cfg.train.intra_op_threads or 'default'} intra-op thread(s) each")
+
+    def _choose(self, worker: _Worker, pending: list):
+        """A run of a network this worker holds; else one no other worker holds; else the first."""
+        for p in pending:
+            if p.spec in worker.held:
+                return p
+        others = set().union(*(w.held | ({w.run.spec} if w.run else set()) for w in self.workers if w is not worker))
+        return next((p for p in pending if p.spec not in others), pending[0])
+
+    def start_next(self, pending, label):
+        idle = [w for w in self.workers if w.run is None]
+        if not idle:
+            return None
+        # Prefer an idle worker that already holds one of the pending networks.
+        worker = next((w for w in idle if any(p.spec in w.held for p in pending)), idle[0])
+        p = self._choose(worker, pending)
+        tag = label(p)
+        self.echo(f"{tag} {p.spec.name} seed {p.seed}: started on worker {worker.id}")
+        worker.run = p
+        worker.held.add(p.spec)
+        worker.tasks.put((p.spec, p.seed, tag))
+        return p
+
+    def busy(self) -> bool:
+        return any(w.run is not None for w in self.workers)
+
+    def _by_id(self, worker_id: int):
+        return next((w for w in self.workers if w.id == worker_id), None)
+
+    def wait(self):
+        done = []
+        try:
+            msg = self.results.get(timeout=1.0)
+            while True:
+                kind, worker_id, text = msg
+                w = self._by_id(worker_id)
+                if kind == "log":
+                    self.echo(text)
+                elif w is not None and w.run is not None:
+                    done.append((w.run, text))
+                    w.run = None
+                msg = self.results.get_nowait()
+        except queue.Empty:
+            pass
+        done += self._replace_dead()
+        return done
+
+    def _replace_dead(self):
+        """A worker that died (killed, out of memory) leaves its run RUNNING with a dead pid:
+        reap it now, so it ends KILLED, and start a new worker so the sweep goes on."""
+        out = []
+        for i, w in enumerate(self.workers):
+            if w.process.is_alive():
+                continue
+            code = w.process.exitcode
+            if w.run is not None:
+                p = w.run
+                status = self._settle(p)
+                self.echo(
+                    f"worker {w.id} died (exit code {code}) during {p.spec.name} seed {p.seed}; "
+                    f"the run is {status}; starting a new worker"
+                )
+                out.append((p, status))
+            self.workers[i] = _Worker(self.ctx, self.args, self._next_id)
+            self._next_id += 1
+        return out
+
+    def _settle(self, p) -> str:
+        exp_id = self.store.experiment_id(self.cfg.name)
+        self.store.reap(exp_id, p.key)
+        statuses = {r.info.status for r in self.store.runs_with_key(exp_id, p.key)}
+        return "FINISHED" if "FINISHED" in statuses else "KILLED"
+
+    def close(self, interrupted: bool = False) -> None:
+        if interrupted:
+            for w in self.workers:
+                if w.process.is_alive():
+                    os.kill(w.process.pid, signal.SIGTERM)
+        else:
+            for w in self.workers:
+                w.tasks.put(None)
+        deadline = time.time() + 120
+        for w in self.workers:
+            w.process.join(max(0.0, deadline - time.time()))
+            if w.process.is_alive():  # its run is left RUNNING with a dead pid: the next sweep reaps it
+                w.process.kill()
+                w.process.join()
+        if interrupted:  # runs of workers that died before reporting
+            for w in self.workers:
+                if w.run is not None:
+                    self._settle(w.run)
