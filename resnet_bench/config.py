@@ -85,13 +85,16 @@ class ModelConfig:
     stem: str = "auto"
     width: int = 0
     bottleneck_stride: str = "v1"
-    zero_init_residual: bool = False
+    bn_momentum: float = 0.9  # the paper's frameworks' value; Keras' own default is 0.99
 
 
 @dataclass(frozen=True)
 class GridConfig:
     depths: tuple[int, ...] = (20, 56)
     shortcuts: tuple[str, ...] = ("A", "none")
+    # [false] is He et al.'s initialisation; [false, true] adds a "-zi" twin of every residual
+    # net whose last BN scale per residual branch starts at zero (Goyal et al. 2017).
+    zero_init: tuple[bool, ...] = (False,)
     seeds: tuple[int, ...] = (0, 1, 2)
 
 
@@ -106,11 +109,17 @@ class ExperimentConfig:
     source_file: str = field(default="", compare=False)
 
     def variants(self) -> list[ModelSpec]:
-        """Model variants of the grid, residual before plain, shallow before deep."""
+        """Model variants of the grid, residual before plain, shallow before deep.
+
+        Zero-init applies to residual nets only: a plain net has no residual branch to zero,
+        so it appears once whatever ``grid.zero_init`` holds.
+        """
         return [
-            ModelSpec(depth=d, shortcut=s, **dataclasses.asdict(self.model))
+            ModelSpec(depth=d, shortcut=s, zero_init_residual=z, **dataclasses.asdict(self.model))
             for d in self.grid.depths
             for s in self.grid.shortcuts
+            for z in self.grid.zero_init
+            if not (z and s == "none")
         ]
 
     def run_config(self) -> dict:
@@ -156,7 +165,13 @@ POSITIVE = {
     "train.learning_rate",
     "train.grad_probe_size",
 }
-FRACTIONS = {"data.holdout_fraction", "data.max_bad_fraction", "train.label_smoothing", "data.noise"}
+FRACTIONS = {
+    "data.holdout_fraction",
+    "data.max_bad_fraction",
+    "train.label_smoothing",
+    "data.noise",
+    "model.bn_momentum",
+}
 
 
 def _coerce(value, hint, where: str):
@@ -204,7 +219,7 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
             if key in FRACTIONS and not 0 <= value < 1:
                 raise UserError(f"{origin}: {key} must be in [0, 1), got {value!r}")
     g, t, d = cfg.grid, cfg.train, cfg.data
-    for name in ("depths", "shortcuts", "seeds"):
+    for name in ("depths", "shortcuts", "zero_init", "seeds"):
         items = getattr(g, name)
         if not items:
             raise UserError(f"{origin}: grid.{name} is empty")

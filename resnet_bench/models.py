@@ -63,6 +63,10 @@ class ModelSpec:
     width: int = 0  # 0: the family's own (16 for CIFAR, 64 for ImageNet)
     bottleneck_stride: str = "v1"
     zero_init_residual: bool = False
+    # Weight of the old value in BN's moving averages. 0.9 is what the paper's frameworks used
+    # (Torch's momentum 0.1, Caffe's 0.9-equivalent); Keras defaults to 0.99, whose averages lag
+    # the weights by ~100 steps and so evaluate short trainings with stale statistics.
+    bn_momentum: float = 0.9
 
     def __post_init__(self):
         if self.shortcut not in SHORTCUTS:
@@ -79,6 +83,8 @@ class ModelSpec:
             )
         if self.width < 0:
             raise ValueError(f"width must be positive, got {self.width}")
+        if not 0 <= self.bn_momentum < 1:
+            raise ValueError(f"bn_momentum must be in [0, 1), got {self.bn_momentum}")
         family = self.family
         if family == "auto":
             family = "imagenet" if self.depth in IMAGENET_DEPTHS else "cifar"
@@ -102,14 +108,20 @@ class ModelSpec:
         return self.shortcut != "none"
 
     @property
+    def zero_init(self) -> bool:
+        """Zero-initialised residual branches; a plain net has none, so it is never zero-init."""
+        return self.zero_init_residual and self.residual
+
+    @property
     def name(self) -> str:
-        """Variant name, e.g. ``resnet56`` / ``plain56`` (``article_`` prefix for the tutorial)."""
+        """Variant name, e.g. ``resnet56`` / ``plain56`` / ``resnet56-zi`` (zero-init residual
+        branches), with an ``article_`` prefix for the tutorial's flavour."""
         prefix = "article_" if self.flavour == "article" else ""
-        return f"{prefix}{'resnet' if self.residual else 'plain'}{self.depth}"
+        return f"{prefix}{'resnet' if self.residual else 'plain'}{self.depth}{'-zi' if self.zero_init else ''}"
 
     def twin(self) -> ModelSpec:
         """The plain twin of a residual spec (itself when already plain)."""
-        return dataclasses.replace(self, shortcut="none")
+        return dataclasses.replace(self, shortcut="none", zero_init_residual=False)
 
     def stages(self) -> list[tuple[str, int, int]]:
         """(block kind, blocks, inner width) per stage: the depth table made concrete."""
@@ -222,6 +234,7 @@ class _Ops:
 
     def __init__(self, spec: ModelSpec):
         self.article = spec.flavour == "article"
+        self.bn_momentum = spec.bn_momentum
 
     def conv(self, x, filters, kernel, stride, name):
         # The paper's nets put BN after every conv, so a bias is redundant; the tutorial kept it.
@@ -242,9 +255,13 @@ class _Ops:
             name=name,
         )(x)
 
-    @staticmethod
-    def bn(x, name, zero_gamma=False):
-        return BatchNorm(epsilon=1.001e-5, gamma_initializer="zeros" if zero_gamma else "ones", name=name)(x)
+    def bn(self, x, name, zero_gamma=False):
+        return BatchNorm(
+            momentum=self.bn_momentum,
+            epsilon=1.001e-5,
+            gamma_initializer="zeros" if zero_gamma else "ones",
+            name=name,
+        )(x)
 
     @staticmethod
     def relu(x, name):

@@ -181,6 +181,63 @@ def measure_pipeline(experiment: str, folder: str | None, batches: int = 200) ->
     return out
 
 
+def sweep_flops(runs) -> float:
+    """Arithmetic of a finished sweep, from the MACs per image each run logged.
+
+    A training image costs 3 forward passes' worth (forward, and a backward pass of about
+    twice the forward), an evaluated one 1; a MAC is 2 FLOPs. Training images per epoch are
+    the full batches of the training split, evaluated ones the test split plus the gradient
+    probe's batch (forward and backward, so 3x).
+    """
+    total = 0.0
+    for run in runs:
+        p = run.data.params
+        epochs, batch = int(p["train.epochs"]), int(p["train.batch_size"])
+        n_train, n_test = int(p["data_train_count"]), int(p["data_test_count"])
+        probe = min(int(p["train.grad_probe_size"]), n_train)
+        per_epoch = 3 * (n_train // batch * batch) + n_test + 3 * probe
+        total += 2 * int(p["macs"]) * per_epoch * epochs
+    return total
+
+
+def _peak_in_fresh_process() -> float:
+    """The matmul peak with TensorFlow's default threads, measured where no sweep set them."""
+    import subprocess
+
+    code = "from resnet_bench.perf import matmul_peak_gflops; print(matmul_peak_gflops())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def measure_sweep(experiment: str, jobs="auto", overrides=()) -> dict:
+    """Wall time of a whole sweep as ``resnet-bench run`` does it (worker start-up, data,
+    tracing, training, evaluation, logging), in a temporary store, and its share of the peak."""
+    from . import config, driver
+
+    cfg = config.load(experiment, list(overrides))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(f"sqlite:///{tmp}/mlflow.db")
+        t = time.perf_counter()
+        code = driver.run_sweep(cfg, store.uri, jobs=jobs, echo=lambda text: None)
+        wall = time.perf_counter() - t
+        runs = store.runs(store.experiment_id(cfg.name), "attributes.status = 'FINISHED'")
+    if code != 0:
+        raise RuntimeError(f"the sweep of {experiment} did not finish every run (exit code {code})")
+    flops = sweep_flops(runs)
+    peak = _peak_in_fresh_process()
+    return {
+        "experiment": experiment,
+        "overrides": list(overrides),
+        "jobs": jobs,
+        "runs": len(runs),
+        "wall_seconds": wall,
+        "tflops": flops / 1e12,
+        "achieved_gflops": flops / wall / 1e9,
+        "peak_gflops": peak,
+        "percent_of_matmul_peak": 100 * flops / wall / 1e9 / peak,
+    }
+
+
 def _pipeline_rate(arrays, batch_size: int, batches: int) -> float:
     from . import data
 
@@ -263,6 +320,18 @@ def to_markdown(result: dict, command: str) -> str:
             f"- Op determinism: epoch time {p['epoch_seconds_with_logging']:.2f} s with it, "
             f"{p['epoch_seconds_without_determinism']:.2f} s without: cost **{p['determinism_cost_percent']:+.1f}%**."
         )
+    sw = result.get("sweep")
+    if sw:
+        lines += [
+            "",
+            "## Whole sweep",
+            "",
+            f"`resnet-bench run {sw['experiment']}` (jobs: {sw['jobs']}) in a temporary store, timed from start to "
+            f"end: {sw['runs']} runs in **{sw['wall_seconds']:.0f} s**, {sw['tflops']:.1f} TFLOP of training and "
+            f"evaluation arithmetic (3 x 2 x MACs per trained image, 2 x MACs per evaluated one), so "
+            f"{sw['achieved_gflops']:.0f} GFLOP/s: **{sw['percent_of_matmul_peak']:.0f}%** of the float32 matmul "
+            f"peak measured right after it in a fresh process ({sw['peak_gflops']:.0f} GFLOP/s).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -281,6 +350,8 @@ def cli_perf(args) -> int:
     result["environment"] = environment()
     if args.pipeline:
         result["pipeline"] = measure_pipeline("experiments/shortcut_ablation.toml", args.data or None)
+    if args.sweep:
+        result["sweep"] = measure_sweep(args.sweep, args.jobs, args.set)
     command = "resnet-bench " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("resnet-bench") else "resnet-bench perf"
     if args.out:
         out = Path(args.out)

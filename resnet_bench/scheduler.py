@@ -221,12 +221,14 @@ class LocalPool:
         echo(f"{jobs} local worker processes, {cfg.train.intra_op_threads or 'default'} intra-op thread(s) each")
 
     def _choose(self, worker: _Worker, pending: list):
-        """A run of a network this worker holds; else one no other worker holds; else the first."""
+        """A run of a network this worker holds (no new trace); else the deepest of those no
+        other worker holds, so the long runs go first and the sweep ends on short ones."""
         for p in pending:
             if p.spec in worker.held:
                 return p
         others = set().union(*(w.held | ({w.run.spec} if w.run else set()) for w in self.workers if w is not worker))
-        return next((p for p in pending if p.spec not in others), pending[0])
+        free = [p for p in pending if p.spec not in others] or pending
+        return max(free, key=lambda p: p.spec.depth)
 
     def start_next(self, pending, label):
         idle = [w for w in self.workers if w.run is None]

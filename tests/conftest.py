@@ -42,13 +42,21 @@ def tiny_file(tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory):
-    """One tiny sweep (2 depths x residual/plain x 2 seeds, 2 epochs), shared read-only by the
-    driver and report tests: (folder, experiment file, tracking URI)."""
+    """One tiny sweep (2 depths x residual/plain x 2 seeds, 2 epochs) in two worker processes,
+    shared read-only by the driver, parallel and report tests: (folder, experiment file,
+    tracking URI); what it printed is in ``sweep.log``."""
+    import contextlib
+    import io
+
     from resnet_bench import cli
 
     tmp = tmp_path_factory.mktemp("sweep")
     exp = tmp / "tiny.toml"
     exp.write_text(TINY)
     uri = f"sqlite:///{tmp}/db.sqlite"
-    assert cli.main(["run", str(exp), "--tracking-uri", uri]) == 0
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["run", str(exp), "--tracking-uri", uri, "--jobs", "2"])
+    (tmp / "sweep.log").write_text(out.getvalue())
+    assert code == 0, out.getvalue()
     return tmp, exp, uri

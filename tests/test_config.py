@@ -119,3 +119,17 @@ def test_to_toml_round_trips(tiny_file, tmp_path):
     p.write_text(config.to_toml(cfg))
     again = config.load(p)
     assert dataclasses.replace(again, source_file="") == dataclasses.replace(cfg, source_file="")
+
+
+def test_zero_init_grid_adds_residual_twins_only(tiny_file):
+    cfg = config.load(tiny_file, ["grid.zero_init=[false, true]"])
+    names = [s.name for s in cfg.variants()]
+    assert names == ["resnet8", "resnet8-zi", "plain8", "resnet14", "resnet14-zi", "plain14"]
+    assert config.load(tiny_file).variants()[0].bn_momentum == 0.9
+    assert config.load(tiny_file, ["model.bn_momentum=0.99"]).variants()[0].bn_momentum == 0.99
+
+
+@pytest.mark.parametrize("override", ["model.bn_momentum=1.0", "grid.zero_init=[true, true]", "grid.zero_init=[1]"])
+def test_bad_zero_init_or_momentum_is_a_user_error(tiny_file, override):
+    with pytest.raises(UserError):
+        config.load(tiny_file, [override])

@@ -1,11 +1,14 @@
 """The model family: pinned counts, MACs, structure, forward pass and gradients."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from resnet_bench.models import (
+    BatchNorm,
     ModelSpec,
     build_model,
     count_macs,
@@ -108,17 +111,45 @@ def test_every_trainable_weight_gets_a_gradient(spec):
     assert not missing
 
 
-def test_zero_init_residual_only_touches_residual_branches():
-    res = build_model(ModelSpec(8, "A", zero_init_residual=True), (16, 16, 3), 3)
-    plain = build_model(ModelSpec(8, "none", zero_init_residual=True), (16, 16, 3), 3)
-    assert not np.any(res.get_layer("stage1_block1_bn2").gamma.numpy())
-    assert np.all(plain.get_layer("stage1_block1_bn2").gamma.numpy() == 1)
+def _gammas(model):
+    return {layer.name: layer.gamma.numpy() for layer in model.layers if isinstance(layer, BatchNorm)}
+
+
+def test_zero_init_residual_zeroes_exactly_the_last_bn_of_each_residual_branch():
+    spec = ModelSpec(14, "A", zero_init_residual=True)
+    assert spec.name == "resnet14-zi" and spec.twin().name == "plain14"
+    gammas = _gammas(build_model(spec, (16, 16, 3), 3))
+    last = {n for n in gammas if re.fullmatch(r"stage\d_block\d_bn2", n)}
+    assert len(last) == 6  # 3 stages x 2 blocks
+    for name, g in gammas.items():
+        assert (not np.any(g)) if name in last else np.all(g == 1), name
+
+
+def test_zero_init_leaves_plain_nets_untouched():
+    plain = ModelSpec(14, "none", zero_init_residual=True)
+    assert plain.name == "plain14" and not plain.zero_init
+    gammas = _gammas(build_model(plain, (16, 16, 3), 3))
+    assert gammas and all(np.all(g == 1) for g in gammas.values())
+    keras.utils.set_random_seed(0)
+    a = build_model(plain, (16, 16, 3), 3).get_weights()
+    keras.utils.set_random_seed(0)
+    b = build_model(ModelSpec(14, "none"), (16, 16, 3), 3).get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_bn_momentum_reaches_every_batch_norm():
+    assert {layer.momentum for layer in build_model(ModelSpec(8, "A"), (16, 16, 3), 3).layers
+            if isinstance(layer, BatchNorm)} == {0.9}  # fmt: skip
+    model = build_model(ModelSpec(8, "A", bn_momentum=0.99), (16, 16, 3), 3)
+    assert {layer.momentum for layer in model.layers if isinstance(layer, BatchNorm)} == {0.99}
 
 
 def test_counts_and_stage_groups():
     model = build_model(ModelSpec(8, "A"), (16, 16, 3), 3)
     counts = count_params(model)
-    assert counts["params_total"] == counts["params_trainable"] + counts["params_non_trainable"]
+    # non-trainable weights are exactly the BN moving mean and variance: 2 per BN channel
+    bn_channels = sum(layer.gamma.shape[0] for layer in model.layers if isinstance(layer, BatchNorm))
+    assert counts["params_non_trainable"] == 2 * bn_channels
     assert count_macs(model) > 0
     groups = {stage_of(v.path) for v in model.trainable_variables}
     assert groups == {"stem", "stage1", "stage2", "stage3", "head"}

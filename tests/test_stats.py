@@ -1,6 +1,7 @@
 """Pure aggregation on hand-built frames with known answers."""
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -9,11 +10,12 @@ from scipy import stats as sps
 from resnet_bench.report import stats
 
 
-def runs_frame(values: dict[str, list[float]], metric="final_train_loss"):
-    """One row per (model, seed) with the given metric values; seeds are list positions."""
+def runs_frame(values: dict[str, list[float]], val: dict[str, list[float]] | None = None):
+    """One row per (model, seed) with the given final training losses (and validation
+    accuracies, else 0.4); seeds are list positions; a "-zi" name is a zero-init variant."""
     rows = []
     for model, vals in values.items():
-        depth = int("".join(c for c in model if c.isdigit()))
+        depth = int(re.search(r"\d+", model).group())
         for seed, v in enumerate(vals):
             rows.append(
                 {
@@ -22,12 +24,13 @@ def runs_frame(values: dict[str, list[float]], metric="final_train_loss"):
                     "seed": seed,
                     "depth": depth,
                     "shortcut": "none" if model.startswith("plain") else "A",
+                    "zero_init": model.endswith("-zi"),
                     "params_total": 10,
                     "macs": 5,
                     "epochs": 3,
                     "final_train_loss": v,
                     "final_train_accuracy": 0.5,
-                    "final_val_accuracy": 0.4,
+                    "final_val_accuracy": (val or {}).get(model, [0.4] * len(vals))[seed],
                     "best_val_accuracy": 0.45,
                     "step_ms": 2.0,
                     "images_per_second": 100.0,
@@ -64,7 +67,7 @@ def test_single_seed_has_no_statistics():
     d = stats.paired(runs, "plain56", "plain20", "final_train_loss")
     assert d.n == 1 and not d.has_stats and math.isnan(d.p)
     verdicts = stats.verdicts(runs)
-    assert [v.outcome for v in verdicts] == ["inconclusive"] * 3
+    assert [v.outcome for v in verdicts] == ["inconclusive"] * 6  # 3 claims x (loss, validation)
     assert all("statistics not available" in v.sentence for v in verdicts)
 
 
@@ -90,7 +93,44 @@ def test_verdicts_on_a_four_way_design():
     assert out["Residual depth"].outcome == "not reproduced"  # resnet56 ends higher than resnet20 here
     effects = stats.shortcut_effects(runs)
     assert [e[0] for e in effects] == [20, 56]
-    assert effects[1][1].mean == pytest.approx((1.79 + 1.80 + 1.78 - 0.70 - 0.65 - 0.80) / 3)
+    assert effects[1][1].loss.mean == pytest.approx((1.79 + 1.80 + 1.78 - 0.70 - 0.65 - 0.80) / 3)
+    # validation accuracy is 0.4 everywhere here: no difference, so nothing is decided
+    assert out["Degradation (validation)"].outcome == "inconclusive"
+
+
+def test_validation_verdicts_flip_the_sign():
+    loss = {"resnet20": [0.4, 0.45, 0.42], "plain20": [1.3, 1.25, 1.35], "resnet56": [0.3, 0.32, 0.31],
+            "plain56": [1.79, 1.8, 1.78]}  # fmt: skip
+    val = {"resnet20": [0.70, 0.72, 0.71], "plain20": [0.50, 0.52, 0.49], "resnet56": [0.80, 0.83, 0.81],
+           "plain56": [0.17, 0.18, 0.16]}  # fmt: skip
+    out = {v.claim: v for v in stats.verdicts(runs_frame(loss, val))}
+    assert list(out) == ["Degradation", "Shortcut effect", "Residual depth", "Degradation (validation)",
+                         "Shortcut effect (validation)", "Residual depth (validation)"]  # fmt: skip
+    for claim in out:
+        assert out[claim].outcome == "reproduced", out[claim].sentence
+    assert "final validation accuracy" in out["Shortcut effect (validation)"].sentence
+    assert "claimed: < 0" in out["Degradation (validation)"].sentence  # deeper plain net validates worse
+    assert "claimed: > 0" in out["Residual depth (validation)"].sentence
+    swapped = {"resnet56": val["resnet20"], "resnet20": val["resnet56"], "plain20": val["plain20"],
+               "plain56": val["plain56"]}  # fmt: skip
+    out = {v.claim: v for v in stats.verdicts(runs_frame(loss, swapped))}
+    assert out["Residual depth (validation)"].outcome == "not reproduced"
+
+
+def test_zero_init_variants_are_reported_beside_the_papers_nets():
+    loss = {"resnet20": [0.40, 0.45, 0.42], "resnet20-zi": [0.50, 0.52, 0.49], "plain20": [1.3, 1.25, 1.35],
+            "resnet56": [0.70, 0.65, 0.80], "resnet56-zi": [0.30, 0.33, 0.31],
+            "plain56": [1.79, 1.8, 1.78]}  # fmt: skip
+    out = {v.claim: v for v in stats.verdicts(runs_frame(loss))}
+    assert out["Residual depth"].outcome == "not reproduced"
+    assert out["Residual depth (zero-init)"].outcome == "reproduced"
+    assert "resnet56-zi vs resnet20-zi" in out["Residual depth (zero-init)"].sentence
+    assert "plain56 vs resnet56 " in out["Shortcut effect"].sentence
+    assert "plain56 vs resnet56-zi" in out["Shortcut effect (zero-init)"].sentence
+    depth = stats.depth_effects(runs_frame(loss))
+    assert list(depth) == ["plain", "residual", "residual (zero-init)"]
+    assert [(d, c.label) for d, c in stats.shortcut_effects(runs_frame(loss))] == [
+        (20, "plain"), (20, "plain (zero-init)"), (56, "plain"), (56, "plain (zero-init)")]  # fmt: skip
 
 
 def test_summary_mean_std_n():

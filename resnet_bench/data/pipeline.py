@@ -20,6 +20,17 @@ import tensorflow as tf
 IN_MEMORY_BYTES = 2 * 1024**3
 
 
+def _options() -> tf.data.Options:
+    """Fixed parallelism, so tf.data's autotuner has nothing to tune; left on, its background
+    thread made each finished run wait seconds for the training iterator to be released."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
+_OPTIONS = _options()
+
+
 @dataclass(eq=False)  # compared and hashed by identity, so describe() can be cached per load
 class Arrays:
     """Decoded images (uint8, N x H x W x 3) with labels, plus class names and provenance."""
@@ -137,6 +148,7 @@ def make_pipelines(
         .enumerate()
         .map(train_batch, num_parallel_calls=1, deterministic=True)
         .prefetch(2)
+        .with_options(_OPTIONS)
     )
     gather_test = _gather_fn(arrays.x_test)
     y_test = tf.constant(arrays.y_test)
@@ -145,6 +157,7 @@ def make_pipelines(
         .batch(batch_size)
         .map(lambda idx: finish(gather_test(idx), tf.gather(y_test, idx)))
         .prefetch(2)
+        .with_options(_OPTIONS)
     )
     k = min(probe_size, n)
     px, py = finish(arrays.x_train[:k], arrays.y_train[:k])

@@ -66,8 +66,8 @@ def figures(frame: pd.DataFrame, runs: pd.DataFrame, out_dir: Path) -> dict[str,
     made["accuracy"] = _save(fig, out_dir / "accuracy.png")
 
     names = stats.variant_names(runs)
-    deepest = max((d for d, _ in names), default=None)
-    pair = [names.get((deepest, r)) for r in (True, False)]
+    deepest = max((d for d, _, _ in names), default=None)
+    pair = [names.get((deepest, True, False)) or names.get((deepest, True, True)), names.get((deepest, False, False))]
     order = lambda c: (c != "grad_norm/stem", c == "grad_norm/head", c)  # noqa: E731  stem, stages, head
     grad_cols = sorted((c for c in frame.columns if c.startswith("grad_norm/")), key=order)
     if all(pair) and grad_cols:
@@ -116,6 +116,10 @@ def _ci(d: stats.Paired) -> tuple[str, str, str]:
     return f"{d.mean:+.3f}", f"[{d.low:+.3f}, {d.high:+.3f}]", f"{d.p:.3g}"
 
 
+def _row(c: stats.Comparison) -> str:
+    return f"{c.loss.a} − {c.loss.b} | {c.loss.n} | " + " | ".join(_ci(c.loss)) + " | " + " | ".join(_ci(c.acc))
+
+
 def _unique(frame: pd.DataFrame, col: str) -> str:
     vals = sorted({str(v) for v in frame[col].dropna()})
     return ", ".join(vals) if vals else "unknown"
@@ -142,7 +146,8 @@ def markdown(ctx: dict) -> str:
         f"{_unique(first, 'data_classes')} classes, {_unique(first, 'data.image_size')} px",
         f"- **Training**: {_unique(first, 'train.epochs')} epochs, batch {_unique(first, 'train.batch_size')}, "
         f"{_unique(first, 'train.optimizer')} lr {_unique(first, 'train.learning_rate')}, "
-        f"zero-init residual BN: {_unique(first, 'model.zero_init_residual')}",
+        f"BN momentum {_unique(first, 'model.bn_momentum')}, zero-init residual branches: "
+        f"{_unique(first, 'zero_init_residual')} (variants named -zi)",
         f"- **Hardware**: {_unique(first, 'cpu_model')} ({_unique(first, 'cpu_count')} CPUs), GPU: "
         f"{_unique(first, 'gpu')}, device: {_unique(first, 'device')}",
         f"- **Software**: TensorFlow {_unique(first, 'tensorflow_version')}, Keras {_unique(first, 'keras_version')}, "
@@ -181,21 +186,28 @@ def markdown(ctx: dict) -> str:
         "validates better.",
         "",
     ]
-    L += ["| depth | n | Δ final train loss | 95% CI | p | Δ final val acc | 95% CI | p |", "|" + "---|" * 8]
-    for depth, loss, acc in ctx["shortcut"]:
-        L.append(f"| {depth} | {loss.n} | " + " | ".join(_ci(loss)) + " | " + " | ".join(_ci(acc)) + " |")
+    L += [
+        "| depth | comparison | n | Δ final train loss | 95% CI | p | Δ final val acc | 95% CI | p |",
+        "|" + "---|" * 9,
+    ]
+    for depth, c in ctx["shortcut"]:
+        L.append(f"| {depth} | {_row(c)} |")
     L += [""]
 
     L += [
         "## Degradation check",
         "",
-        "Paired over seeds: deepest minus shallowest net of each kind, final training "
-        "loss. Degradation means the deeper plain net ends *higher*.",
+        "Paired over seeds: deepest minus shallowest net of each kind. Degradation means the deeper "
+        "plain net ends with a *higher* training loss (and a lower validation accuracy); with "
+        "shortcuts the paper's deeper net ends *lower* (and validates better).",
         "",
     ]
-    L += ["| nets | comparison | n | Δ final train loss | 95% CI | p |", "|" + "---|" * 6]
-    for label, d in ctx["depth"].items():
-        L.append(f"| {label} | {d.a} − {d.b} | {d.n} | " + " | ".join(_ci(d)) + " |")
+    L += [
+        "| nets | comparison | n | Δ final train loss | 95% CI | p | Δ final val acc | 95% CI | p |",
+        "|" + "---|" * 9,
+    ]
+    for label, c in ctx["depth"].items():
+        L.append(f"| {label} | {_row(c)} |")
     L += ["", "### Verdict", "", f"Rule: {stats.VERDICT_RULE}", ""]
     if not ctx["verdicts"]:
         L.append("No claim can be decided: the runs lack a shallow/deep or plain/residual pair.")

@@ -1,0 +1,134 @@
+"""Runs side by side in local worker processes (``--jobs``), and compiled models reused across seeds."""
+
+import os
+import signal
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from resnet_bench import cli, config, data, scheduler
+from resnet_bench.train import clear_compiled, train_run
+
+from .helpers import all_runs, by_status, spawn, store_uri, wait_for_mid_run
+
+pytestmark = pytest.mark.slow
+
+SLOW_RUN = "--set train.epochs=20 --set data.train_size=2000"
+
+
+def _losses(uri, experiment):
+    """(model, seed) -> per-epoch training losses of the FINISHED runs."""
+    client = MlflowClient(tracking_uri=uri)
+    return {
+        (r.data.params["model"], r.data.params["seed"]): [
+            m.value for m in sorted(client.get_metric_history(r.info.run_id, "train_loss"), key=lambda m: m.step)
+        ]
+        for r in by_status(uri, experiment, "FINISHED")
+    }
+
+
+def test_reused_model_gives_the_numbers_of_a_fresh_one(tiny_file):
+    """Seed 1 after seed 0 on the same compiled model equals seed 1 on a freshly built one."""
+    cfg = config.load(tiny_file)
+    spec = next(s for s in cfg.variants() if s.name == "resnet14")
+    arrays = data.load(cfg.data)
+    clear_compiled()
+    first = train_run(cfg, spec, 0, arrays)
+    reused = train_run(cfg, spec, 1, arrays)
+    assert reused.model is first.model  # the same compiled model, not a new one
+    clear_compiled()
+    fresh = train_run(cfg, spec, 1, arrays)
+    assert fresh.model is not first.model
+    for key in ("train_loss", "val_loss", "grad_norm/stage1"):
+        assert [r[key] for r in reused.history] == [r[key] for r in fresh.history], key
+    again = train_run(cfg, spec, 0, arrays)  # and back to seed 0 on the reused one
+    assert [r["train_loss"] for r in again.history] == [r["train_loss"] for r in first.history]
+
+
+def test_parallel_sweep_equals_in_process_sweep(tiny_sweep, tmp_path):
+    """tiny_sweep ran with --jobs 2; the same runs in this process give bit-identical losses."""
+    _, exp, uri = tiny_sweep
+    reference = store_uri(tmp_path)
+    args = ["run", str(exp), "--tracking-uri", reference, "--jobs", "1", "--models", "resnet14,plain8", "--seeds", "1"]
+    assert cli.main(args) == 0
+    ours, theirs = _losses(uri, "tiny"), _losses(reference, "tiny")
+    assert set(theirs) == {("resnet14", "1"), ("plain8", "1")}
+    for key, losses in theirs.items():
+        assert ours[key] == losses and len(losses) == 2, key
+
+
+def test_parallel_sweep_prints_epochs_and_overall_progress(tiny_sweep):
+    out = (tiny_sweep[0] / "sweep.log").read_text()
+    assert "2 local worker processes" in out
+    assert out.count("epoch 2/2:") == 8
+    assert "[sweep 8/8 done]" in out and "ETA" in out
+
+
+def test_auto_jobs_fills_the_cores(monkeypatch):
+    monkeypatch.setattr(scheduler, "available_cores", lambda: 8)
+    assert scheduler.auto_jobs(1, 12) == 8
+    assert scheduler.auto_jobs(2, 12) == 4
+    assert scheduler.auto_jobs(0, 12) == 1  # TensorFlow's default pool takes every core
+    assert scheduler.auto_jobs(1, 3) == 3  # never more workers than runs
+    assert scheduler.auto_jobs(16, 3) == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_bad_jobs_is_one_line_exit_2(tiny_file, tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", str(tiny_file), "--tracking-uri", store_uri(tmp_path), "--jobs", value])
+    assert e.value.code == 2
+    assert "--jobs" in capsys.readouterr().err
+
+
+def test_interrupted_parallel_sweep_resumes_to_one_finished_run_each(tmp_path, tiny_file):
+    uri = store_uri(tmp_path)
+    args = ["run", str(tiny_file), "--tracking-uri", uri, "--jobs", "2", "--seeds", "0", *SLOW_RUN.split()]
+    args += ["--models", "resnet8,plain8,resnet14"]
+    proc = spawn(args, cwd=tmp_path)
+    wait_for_mid_run(uri, "tiny")
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 130, out
+    assert by_status(uri, "tiny", "RUNNING") == []
+    assert by_status(uri, "tiny", "KILLED")  # the runs in flight, their epochs kept
+    assert cli.main(args) == 0
+    finished = by_status(uri, "tiny", "FINISHED")
+    assert sorted(r.data.params["model"] for r in finished) == ["plain8", "resnet14", "resnet8"]
+    assert by_status(uri, "tiny", "RUNNING") == []
+
+
+def test_a_dead_worker_leaves_a_killed_run_and_the_sweep_goes_on(tmp_path, tiny_file):
+    uri = store_uri(tmp_path)
+    args = ["run", str(tiny_file), "--tracking-uri", uri, "--jobs", "2", "--seeds", "0", *SLOW_RUN.split()]
+    args += ["--models", "resnet8,plain8,resnet14"]
+    proc = spawn(args, cwd=tmp_path)
+    victim = wait_for_mid_run(uri, "tiny")
+    os.kill(int(victim.data.tags["owner_pid"]), signal.SIGKILL)  # a worker, not the sweep
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, out  # not every run finished
+    assert "died" in out
+    assert MlflowClient(tracking_uri=uri).get_run(victim.info.run_id).info.status == "KILLED"
+    finished = {r.data.params["model"] for r in by_status(uri, "tiny", "FINISHED")}
+    assert finished == {"resnet8", "plain8", "resnet14"} - {victim.data.params["model"]}
+    assert cli.main(args) == 0  # and a resume trains the killed one
+    assert len(by_status(uri, "tiny", "FINISHED")) == 3
+    assert len(all_runs(uri, "tiny")) == 4
+
+
+def test_sigterm_ends_every_worker(tmp_path, tiny_file):
+    uri = store_uri(tmp_path)
+    args = ["run", str(tiny_file), "--tracking-uri", uri, "--jobs", "2", "--seeds", "0", *SLOW_RUN.split()]
+    args += ["--models", "resnet8,plain8"]
+    proc = spawn(args, cwd=tmp_path)
+    wait_for_mid_run(uri, "tiny")
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 143, out
+    assert by_status(uri, "tiny", "RUNNING") == []
+    pids = {int(r.data.tags["owner_pid"]) for r in all_runs(uri, "tiny")}
+    for pid in pids:  # no worker outlives the sweep
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
