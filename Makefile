@@ -8,7 +8,7 @@ EXPERIMENT ?= experiments/shortcut_ablation.toml
 NAME     = $(basename $(notdir $(EXPERIMENT)))
 ARGS    ?=
 
-.PHONY: install test bench report ui perf lint clean
+.PHONY: install test test-fast bench report ui perf gpu-check lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## the suite (about 6 minutes on 2 cores; `make test ARGS='-m "not slow"'` for the quick part)
+## the whole suite (what CI runs)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
+
+## the inner loop: everything but the end-to-end runs and the Ray cluster
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not ray" $(ARGS)
 
 ## the default experiment, then its report (a failed run makes the exit code non-zero)
 bench: $(STAMP)
@@ -36,8 +40,12 @@ ui: $(STAMP)
 
 perf: $(STAMP)
 	$(BIN)/resnet-bench perf --model resnet18 --model resnet34 --model resnet50 --image-size 64 --batch-size 32 \
-		--baseline keras --pipeline \
+		--baseline keras --pipeline --sweep $(EXPERIMENT) \
 		--data "$(DATA)" --out reports/perf.md
+
+## the GPU path in one command (at most 8 minutes on one GPU; toy sizes and a "no GPU" report elsewhere)
+gpu-check: $(STAMP)
+	$(BIN)/resnet-bench gpu-check --out reports/gpu.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check resnet_bench tests

@@ -14,7 +14,12 @@ import logging
 import os
 import sys
 
+from . import quiet
 from .errors import UserError
+
+# Commands that need TensorFlow from the start load it first, quietly (see quiet.py); `run`
+# and `data` load it only once their input has been checked, so a mistake is told at once.
+TENSORFLOW_COMMANDS = {"models", "perf", "gpu-check"}
 
 
 def _setup_env(argv: list[str]) -> None:
@@ -47,6 +52,8 @@ def _cmd_run(args) -> int:
     from . import config, driver
 
     cfg = config.load(args.experiment, args.set, args.data)
+    if not args.dry_run:
+        quiet.load_tensorflow()
     models = [m for group in args.models for m in group] if args.models else None
     return driver.run_sweep(
         cfg,
@@ -101,7 +108,7 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_data(args) -> int:
-    from . import config, data
+    from . import config
 
     raw = {
         "name": "data",
@@ -114,6 +121,9 @@ def _cmd_data(args) -> int:
         raw["data"]["path"] = args.source
     cfg = config.apply_overrides(raw, args.set, "data")
     cfg = config.from_dict(cfg, "command line")
+    quiet.load_tensorflow()
+    from . import data
+
     arrays = data.load(cfg.data)
     if args.data_command == "preview":
         data.preview(arrays, args.out)
@@ -130,6 +140,12 @@ def _cmd_data(args) -> int:
     if info["skipped"] or info["ignored"]:
         print(f"skipped {info['skipped']} unreadable image(s), ignored {info['ignored']} non-image file(s)")
     return 0
+
+
+def _cmd_gpu_check(args) -> int:
+    from .gpu_check import cli_gpu_check
+
+    return cli_gpu_check(args)
 
 
 def _cmd_perf(args) -> int:
@@ -219,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--json", action="store_true")
     pf.add_argument("--out", help="write a Markdown report (reports/perf.md)")
     pf.set_defaults(func=_cmd_perf)
+
+    g = sub.add_parser("gpu-check", help="prove the GPU path: correctness, throughput, the paper's recipe")
+    g.add_argument("--out", default="reports/gpu.md", help="Markdown report (a JSON is written beside it)")
+    g.add_argument("--cpu-sizes", action="store_true", help="toy sizes even on a GPU (a quick smoke run)")
+    g.set_defaults(func=_cmd_gpu_check)
     return p
 
 
@@ -226,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _setup_env(argv)
     args = build_parser().parse_args(argv)
+    quiet.set_verbose(args.verbose)
+    if args.command in TENSORFLOW_COMMANDS:
+        quiet.load_tensorflow()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     for noisy in ("mlflow", "alembic", "absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
@@ -238,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: the current run is marked KILLED; run the same command again to resume", file=sys.stderr)
         return 130
     except BaseException as e:
-        from .runner import Terminated
+        from .errors import Terminated
 
         if isinstance(e, Terminated):
             print("terminated: the current run is marked KILLED; run again to resume", file=sys.stderr)

@@ -23,7 +23,7 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-from .models import BOTTLENECK_STRIDES, FAMILIES, FLAVOURS, SHORTCUTS, STEMS, ModelSpec
+from .spec import BOTTLENECK_STRIDES, FAMILIES, FLAVOURS, SHORTCUTS, STEMS, ModelSpec
 
 SOURCES = ("synthetic", "folder", "cifar10", "arrays")
 
@@ -66,7 +66,11 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant | step | cosine
     lr_boundaries: tuple[int, ...] = ()  # step schedule: iterations at which lr is multiplied
     lr_decay: float = 0.1
-    weight_decay: float = 0.0  # decoupled, applied by the optimizer to every weight
+    weight_decay: float = 0.0
+    # "decoupled": the optimizer shrinks every weight by lr * wd each step (Keras' form);
+    # "l2": wd/2 * |w|^2 of every conv and dense kernel joins the loss (the paper's form), so
+    # its gradient wd * w passes through SGD's momentum like the data gradient does.
+    weight_decay_mode: str = "decoupled"
     loss: str = "categorical"  # categorical (softmax) | binary (one sigmoid unit, 2 classes)
     label_smoothing: float = 0.0
     mixed_precision: str = "auto"  # auto | off | float16 | bfloat16
@@ -145,6 +149,7 @@ CHOICES = {
     "data.normalization": ("standardize", "unit"),
     "data.resize": ("crop", "squash"),
     "train.optimizer": ("adam", "sgd"),
+    "train.weight_decay_mode": ("decoupled", "l2"),
     "train.lr_schedule": ("constant", "step", "cosine"),
     "train.loss": ("categorical", "binary"),
     "train.mixed_precision": ("auto", "off", "float16", "bfloat16"),
@@ -234,6 +239,8 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
         raise UserError(f"{origin}: data.image_size must be between 8 and 1024, got {d.image_size}")
     if d.source != "synthetic" and not d.path:
         raise UserError(f"{origin}: data.source = {d.source!r} needs data.path (or --data PATH)")
+    if d.source in ("folder", "arrays") and not Path(d.path).expanduser().exists():
+        raise UserError(f"{d.path}: data path not found")
     if d.source == "synthetic" and d.classes < 2:
         raise UserError(f"{origin}: data.classes must be at least 2, got {d.classes}")
     if t.loss == "binary" and d.source == "synthetic" and d.classes != 2:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from . import scheduler
 from .errors import UserError
-from .models import ModelSpec
+from .spec import ModelSpec
 from .tracking import Store, check_reachable
 
 

@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class DivergedError(RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM so the run in flight ends as KILLED (exit 143)."""

@@ -153,18 +153,18 @@ def measure_pipeline(experiment: str, folder: str | None, batches: int = 200) ->
     tmp = tempfile.TemporaryDirectory()
     store = Store(f"sqlite:///{tmp.name}/perf.db")  # real MLflow logging, as the driver does it
     exp_id = store.experiment_id("perf")
-    for _ in range(2):
+    for round_ in range(2):
         for mode, (overrides, logging) in modes.items():
             short = config.load(experiment, overrides)
-            run_id = store.call("create_run", exp_id).info.run_id
             ends = []
+            with store.tracked_run(exp_id, f"perf-{mode}-{round_}", {"run_name": mode}) as run:
 
-            def on_epoch(row, run_id=run_id, logging=logging, ends=ends):
-                ends.append(time.perf_counter())
-                if logging:
-                    store.log_epoch(run_id, row)
+                def on_epoch(row, run=run, logging=logging, ends=ends):
+                    ends.append(time.perf_counter())
+                    if logging:
+                        run.log_epoch(row)
 
-            result = train_run(short, deep, 0, arrays, on_epoch=on_epoch, probes=logging)
+                result = train_run(short, deep, 0, arrays, on_epoch=on_epoch, probes=logging)
             periods[mode] += list(np.diff(ends))
             if mode == "default":
                 rates += [r["images_per_second"] for r in result.history[1:]]

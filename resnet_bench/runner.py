@@ -10,21 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
-import tempfile
-import threading
-import time
-import traceback
 from pathlib import Path
 
 from . import config as config_mod
-from .errors import DivergedError
-from .models import ModelSpec
+from . import schema
+from .errors import Terminated
+from .spec import ModelSpec
 from .tracking import Store
-
-
-class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM so the current run ends as KILLED (exit 143)."""
 
 
 def _on_sigterm(signum, frame):
@@ -53,6 +45,8 @@ def run_params(cfg, spec: ModelSpec, seed: int, data_info: dict) -> dict:
             "data_ignored": data_info["ignored"],
         }
     )
+    missing = [k for k in schema.RUN_PARAMS if k not in params and k not in schema.MODEL_PARAMS]
+    assert not missing, f"run_params misses schema params {missing}"  # a bug here, not the user's
     return params
 
 
@@ -65,31 +59,10 @@ def _history_csv(history: list[dict]) -> str:
     return buf.getvalue()
 
 
-def execute_run(
-    cfg,
-    spec: ModelSpec,
-    seed: int,
-    uri: str,
-    force: bool = False,
-    invocation: str = "",
-    label: str = "",
-    echo=print,
-) -> str:
-    """Claim, train and track one (variant, seed); returns its final status.
-
-    ``SKIPPED`` when it is finished or another process holds it. A diverging run or any
-    exception ends as FAILED (the sweep goes on); an interrupt ends it as KILLED and
-    propagates. Epoch metrics are logged as they come, so nothing done is lost.
-    """
-    from . import data as data_mod
+def run_tags(cfg, spec: ModelSpec, seed: int, invocation: str, data_info: dict) -> dict:
     from . import provenance
-    from .train import train_run
 
-    store = Store(uri)
-    exp_id = store.experiment_id(cfg.name)
-    arrays = data_mod.load(cfg.data)
-    data_info = data_mod.describe(arrays)
-    tags = {
+    return {
         "bench_experiment": cfg.name,
         "config_hash": cfg.config_hash(),
         "model": spec.name,
@@ -100,55 +73,80 @@ def execute_run(
         "data_skipped": data_info["skipped"],
         **provenance.tags(),
     }
-    run_id = store.claim(exp_id, cfg.run_key(spec, seed), tags, force=force)
-    if run_id is None:
-        echo(f"{label} {spec.name} seed {seed}: finished or taken by another process, skipped")
-        return "SKIPPED"
-    store.log_params(run_id, run_params(cfg, spec, seed, data_info))
-    if data_info["skipped_files"]:
-        store.call("log_text", run_id, "\n".join(data_info["skipped_files"]) + "\n", "skipped_files.txt")
-    history: list[dict] = []
-    status, reason = "FAILED", None
-    t0 = time.time()
-    beating = threading.Event()
-    threading.Thread(target=store.heartbeat, args=(run_id, beating), daemon=True).start()
 
-    def on_model(model, info):
-        store.log_params(run_id, info)
 
-    def on_epoch(row):
-        history.append(row)
-        store.log_epoch(run_id, row)
-        echo(
-            f"{label} {spec.name} seed {seed} epoch {row['epoch']}/{cfg.train.epochs}: "
-            f"loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f} "
-            f"val_acc {row['val_accuracy']:.3f} ({row['epoch_seconds']:.1f}s, "
-            f"{row['images_per_second']:.0f} img/s)"
-        )
+def log_dataset(run, cfg, data_info: dict, arrays) -> None:
+    """The data set as an MLflow dataset input: digest = the project's content hash."""
+    d = cfg.data
+    generated = d.source == "synthetic"
+    source = (
+        {
+            "generator": "resnet_bench.data.synthetic",
+            "seed": d.generator_seed,
+            "classes": d.classes,
+            "noise": d.noise,
+            "clutter": d.clutter,
+            "image_size": d.image_size,
+        }  # fmt: skip
+        if generated
+        else {"uri": str(Path(d.path).resolve())}
+    )
+    shape = [-1, *arrays.x_train.shape[1:]]
+    spec = lambda dtype, shape: json.dumps([{"type": "tensor", "tensor-spec": {"dtype": dtype, "shape": shape}}])  # noqa: E731
+    schema = {"mlflow_tensorspec": {"features": spec("uint8", shape), "targets": spec("int64", [-1])}}
+    profile = {"classes": data_info["classes"], "image_size": data_info["image_size"],
+               "train": sum(data_info["counts"]["train"].values()), "test": sum(data_info["counts"]["test"].values()),
+               "counts": data_info["counts"], "skipped_files": data_info["skipped"]}  # fmt: skip
+    name = f"{d.source}-{d.image_size}px" if generated else Path(d.path).name
+    run.log_dataset(name, data_info["hash"], "code" if generated else "local", source, schema, profile)
 
-    try:
-        result = train_run(cfg, spec, seed, arrays, on_epoch=on_epoch, on_model=on_model)
-        store.call("log_text", run_id, result.summary, "model_summary.txt")
+
+def execute_run(
+    cfg, spec: ModelSpec, seed: int, uri: str, force: bool = False, invocation: str = "", label: str = "", echo=print
+) -> str:
+    """Claim, train and track one (variant, seed); returns its final status.
+
+    ``SKIPPED`` when it is finished or another process holds it; otherwise FINISHED, FAILED
+    or KILLED as :meth:`~resnet_bench.tracking.Store.tracked_run` decides. Epoch metrics are
+    logged as they come, so nothing done is lost.
+    """
+    from . import data as data_mod
+    from .train import train_run
+
+    store = Store(uri)
+    arrays = data_mod.load(cfg.data)
+    info = data_mod.describe(arrays)
+    name = f"{label} {spec.name} seed {seed}"
+    key, tags = cfg.run_key(spec, seed), run_tags(cfg, spec, seed, invocation, info)
+    with store.tracked_run(store.experiment_id(cfg.name), key, tags, force) as run:
+        if run is None:
+            echo(f"{name}: finished or taken by another process, skipped")
+            return "SKIPPED"
+        history: list[dict] = []
+        run.finishers += [
+            lambda: history and run.log_text(_history_csv(history), "history.csv"),
+            lambda: run.log_text(config_mod.to_toml(cfg), "config.toml"),
+            lambda: echo(f"{name}: {run.status} in {run.seconds:.0f}s" + (f" ({run.reason})" if run.reason else "")),
+        ]
+        run.log_params(run_params(cfg, spec, seed, info))
+        log_dataset(run, cfg, info, arrays)
+        if info["skipped_files"]:
+            run.log_text("\n".join(info["skipped_files"]) + "\n", "skipped_files.txt")
+
+        def on_epoch(row):
+            history.append(row)
+            run.log_epoch(row)
+            echo(f"{name} epoch {row['epoch']}/{cfg.train.epochs}: " + _epoch_summary(row))
+
+        result = train_run(cfg, spec, seed, arrays, on_epoch=on_epoch, on_model=lambda _, i: run.log_params(i))
+        run.log_text(result.summary, "model_summary.txt")
         if cfg.train.save_weights:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "model.weights.h5"
-                result.model.save_weights(path)
-                store.call("log_artifact", run_id, str(path))
-        status = "FINISHED"
-    except DivergedError as e:
-        reason = f"diverged: {e}"
-    except (KeyboardInterrupt, Terminated):
-        status, reason = "KILLED", "interrupted (SIGINT/SIGTERM)"
-        raise
-    except Exception as e:  # one broken run must not end the sweep
-        reason = f"{type(e).__name__}: {e}"
-        traceback.print_exc(file=sys.stderr)
-    finally:
-        beating.set()
-        if history:
-            store.call("log_text", run_id, _history_csv(history), "history.csv")
-        store.call("log_text", run_id, config_mod.to_toml(cfg), "config.toml")
-        store.end(run_id, status, reason)
-        took = time.time() - t0
-        echo(f"{label} {spec.name} seed {seed}: {status} in {took:.0f}s" + (f" ({reason})" if reason else ""))
-    return status
+            run.log_weights(result.model)
+    return run.status
+
+
+def _epoch_summary(row: dict) -> str:
+    return (
+        f"loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f} val_acc {row['val_accuracy']:.3f} "
+        f"({row['epoch_seconds']:.1f}s, {row['images_per_second']:.0f} img/s)"
+    )

@@ -174,6 +174,9 @@ def _worker_main(cfg, uri, force, invocation, results, tasks, worker_id: int) ->
 
     signal.signal(signal.SIGINT, stop(KeyboardInterrupt))
     signal.signal(signal.SIGTERM, stop(Terminated))
+    from .quiet import load_tensorflow
+
+    load_tensorflow()
     from .train import configure_threads
 
     configure_threads(cfg.train.intra_op_threads)  # before TensorFlow runs its first op

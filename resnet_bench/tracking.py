@@ -17,16 +17,22 @@ before the claim, so a SIGKILLed sweep resumes cleanly.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
+import sys
+import tempfile
+import threading
 import time
+import traceback
 import urllib.request
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from .errors import UserError
+from .errors import DivergedError, Terminated, UserError
 
 STALE_SECONDS = float(os.environ.get("RESNET_BENCH_STALE_SECONDS", 600))
 HEARTBEAT_SECONDS = 60
@@ -52,6 +58,17 @@ def check_reachable(uri: str) -> None:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).read()
         except OSError as e:
             raise UserError(f"tracking server {uri} is unreachable ({e})") from None
+
+
+def search_runs(client: MlflowClient, exp_id: str, filter_string: str = "") -> list:
+    """Every run of an experiment matching ``filter_string``, page after page."""
+    out, token = [], None
+    while True:
+        page = _retry(client.search_runs, [exp_id], filter_string=filter_string, max_results=1000, page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
 
 
 def _retry(fn, *args, **kwargs):
@@ -113,13 +130,7 @@ class Store:
             return self.call("get_experiment_by_name", name).experiment_id
 
     def runs(self, exp_id: str, filter_string: str = "") -> list:
-        out, token = [], None
-        while True:
-            page = self.call("search_runs", [exp_id], filter_string=filter_string, max_results=1000, page_token=token)
-            out.extend(page)
-            token = page.token
-            if not token:
-                return out
+        return search_runs(self.client, exp_id, filter_string)
 
     def runs_with_key(self, exp_id: str, run_key: str) -> list:
         return self.runs(exp_id, f"tags.run_key = '{run_key}'")
@@ -206,3 +217,76 @@ class Store:
         if reason:
             self.call("set_tag", run_id, "failure_reason", reason[:5000])
         self.call("set_terminated", run_id, status)
+
+    @contextlib.contextmanager
+    def tracked_run(self, exp_id: str, run_key: str, tags: dict, force: bool = False):
+        """A run's whole life: claim, heartbeat, logging, and its final status.
+
+        Yields a :class:`TrackedRun`, or ``None`` when the run is finished (and not forced) or
+        another process holds it. Leaving the block normally ends the run FINISHED; a
+        :class:`~resnet_bench.errors.DivergedError` or any other exception ends it FAILED (the
+        exception is reported and swallowed, so a sweep goes on); an interrupt (Ctrl-C,
+        SIGINT or SIGTERM) ends it KILLED and propagates. Whatever was logged stays, and the
+        run's ``finishers`` are called at the end whatever the status.
+        """
+        run_id = self.claim(exp_id, run_key, tags, force=force)
+        if run_id is None:
+            yield None
+            return
+        run = TrackedRun(self, run_id)
+        beating = threading.Event()
+        threading.Thread(target=self.heartbeat, args=(run_id, beating), daemon=True).start()
+        reason = None
+        try:
+            yield run
+            run.status = "FINISHED"
+        except DivergedError as e:
+            reason = f"diverged: {e}"
+        except (KeyboardInterrupt, Terminated):
+            run.status, reason = "KILLED", "interrupted (SIGINT/SIGTERM)"
+            raise
+        except Exception as e:  # one broken run must not end the sweep
+            reason = f"{type(e).__name__}: {e}"
+            traceback.print_exc(file=sys.stderr)
+        finally:
+            beating.set()
+            run.reason, run.seconds = reason, time.time() - run.started
+            for finish in run.finishers:
+                finish()
+            self.end(run_id, run.status, reason)
+
+
+class TrackedRun:
+    """The logging calls of one claimed run (see :meth:`Store.tracked_run`)."""
+
+    def __init__(self, store: Store, run_id: str):
+        self.store, self.run_id = store, run_id
+        self.status = "FAILED"  # until the run's block completes
+        self.reason: str | None = None
+        self.started = time.time()
+        self.seconds = 0.0
+        self.finishers: list = []  # called at the end whatever the status (artifacts of what was done)
+
+    def log_params(self, params: dict) -> None:
+        self.store.log_params(self.run_id, params)
+
+    def log_epoch(self, row: dict) -> None:
+        self.store.log_epoch(self.run_id, row)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.store.call("log_text", self.run_id, text, name)
+
+    def log_file(self, path: str) -> None:
+        self.store.call("log_artifact", self.run_id, path)
+
+    def log_weights(self, model) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.weights.h5"
+            model.save_weights(path)
+            self.log_file(str(path))
+
+    def log_dataset(self, name: str, digest: str, source_type: str, source: dict, schema: dict, profile: dict) -> None:
+        """An MLflow dataset input (the run's Datasets column in the UI), context "training"."""
+        dataset = Dataset(name, digest, source_type, json.dumps(source), json.dumps(schema), json.dumps(profile))
+        tags = [InputTag("mlflow.data.context", "training")]
+        self.store.call("log_inputs", self.run_id, datasets=[DatasetInput(dataset, tags)])

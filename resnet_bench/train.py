@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import data as data_mod
+from . import schema
 from .errors import DivergedError
 from .models import ModelSpec, build_model, count_macs, count_params, stage_of
 
@@ -85,10 +86,27 @@ def make_optimizer(t, steps_per_epoch: int):
         lr = keras.optimizers.schedules.PiecewiseConstantDecay(list(t.lr_boundaries), values)
     elif t.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, t.epochs * steps_per_epoch)
-    wd = t.weight_decay or None
+    wd = (t.weight_decay or None) if t.weight_decay_mode == "decoupled" else None
     if t.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=t.momentum, weight_decay=wd)
     return keras.optimizers.Adam(lr, weight_decay=wd)
+
+
+def add_l2_penalty(model: keras.Model, weight_decay: float) -> int:
+    """The paper's weight decay: ``weight_decay / 2 * |w|^2`` of every conv and dense kernel
+    joins the training loss, so each kernel's gradient gains ``weight_decay * w``.
+
+    Batch-norm scales and shifts (and biases) are left out: they set the scale of a layer's
+    output, not its capacity, and decaying them pulls BN towards zero output (Goyal et al.
+    2017 leave them undecayed too). Returns how many kernels were regularised.
+    """
+    l2 = keras.regularizers.L2(weight_decay / 2)
+    n = 0
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            layer.kernel.regularizer = l2
+            n += 1
+    return n
 
 
 def make_loss(t, num_classes: int):
@@ -183,6 +201,7 @@ class EpochRecorder(keras.callbacks.Callback):
             "learning_rate": self.lr_of(),
             **self.grad_norms,
         }
+        assert set(schema.EPOCH_METRICS) <= row.keys()  # the one definition of what an epoch logs
         self.history.append(row)
         if self.on_epoch:
             self.on_epoch(row)
@@ -249,6 +268,8 @@ _COMPILED_MAX = 4
 def _compile(t, spec, shape, num_classes, binary, settings, steps_per_epoch, probe_batch, probes) -> CompiledModel:
     with make_strategy(t.distribute).scope():
         model = build_model(spec, shape, num_classes, binary_head=binary)
+        if t.weight_decay and t.weight_decay_mode == "l2":
+            add_l2_penalty(model, t.weight_decay)
         loss_fn, metric = make_loss(t, num_classes)
         optimizer = make_optimizer(t, steps_per_epoch)
         model.compile(optimizer=optimizer, loss=loss_fn, metrics=[metric], jit_compile=settings.jit_compile)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from resnet_bench import schema
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -20,7 +22,8 @@ def all_runs(uri: str, experiment: str) -> list:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    return client.search_runs([exp.experiment_id], max_results=1000)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return [r for r in runs if "bench_report" not in r.data.tags]  # training runs only
 
 
 def by_status(uri, experiment, status):
@@ -40,9 +43,8 @@ def spawn(args: list[str], cwd, **kw) -> subprocess.Popen:
     )
 
 
-# Per-epoch metrics every run must log (issue: benchmark driver).
-EPOCH_METRICS = ("train_loss train_accuracy val_loss val_accuracy epoch_seconds step_ms_median step_ms_p90 "
-                 "images_per_second learning_rate").split()  # fmt: skip
+# Per-epoch metrics every run must log: the schema's, read from the one place that defines them.
+EPOCH_METRICS = list(schema.EPOCH_METRICS)
 
 
 def wait_for_mid_run(uri: str, experiment: str, after_finished: int = 0, timeout: float = 240):

@@ -133,3 +133,17 @@ def test_zero_init_grid_adds_residual_twins_only(tiny_file):
 def test_bad_zero_init_or_momentum_is_a_user_error(tiny_file, override):
     with pytest.raises(UserError):
         config.load(tiny_file, [override])
+
+
+def test_reading_an_experiment_file_loads_no_deep_learning_framework(tiny_file):
+    """Parsing and validating a config is cheap: no Keras, no TensorFlow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from resnet_bench import config; "
+        f"cfg = config.load({str(tiny_file)!r}); assert cfg.variants(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

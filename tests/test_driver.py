@@ -1,5 +1,6 @@
 """The driver end to end on a tiny model and tiny generated data, in a temporary store."""
 
+import json
 import signal
 import time
 
@@ -8,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from resnet_bench import cli, config
 from resnet_bench.driver import plan, select
+from resnet_bench.models import describe
 from resnet_bench.tracking import Store
 
 from .helpers import EPOCH_METRICS, ROOT, all_runs, by_status, spawn, store_uri, wait_for_mid_run
@@ -44,7 +46,10 @@ def test_sweep_tracks_params_metrics_tags_artifacts(tiny_sweep):
         params = run.data.params
         for key in list(config.flatten(cfg)) + PARAMS:
             assert key in params, key
-        assert params["params_total"] == str(int(params["params_trainable"]) + int(params["params_non_trainable"]))
+        spec = next(s for s in cfg.variants() if s.name == params["model"])
+        built = describe(spec, (16, 16, 3), 3)  # the logged counts are those of the network trained
+        assert [int(params[k]) for k in ("params_total", "params_trainable", "macs")] == [
+            built["params_total"], built["params_trainable"], built["macs"]]  # fmt: skip
         for key in TAGS:
             assert key in run.data.tags, key
         for key in EPOCH_METRICS + ["grad_norm/stage1", "grad_norm/stem", "grad_norm/head"]:
@@ -53,6 +58,18 @@ def test_sweep_tracks_params_metrics_tags_artifacts(tiny_sweep):
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"config.toml", "model_summary.txt", "history.csv"} <= artifacts
         assert not any(a.endswith(".h5") for a in artifacts)  # no weights by default
+
+
+def test_every_run_records_its_data_set_as_an_mlflow_dataset_input(tiny_sweep):
+    _, _, uri = tiny_sweep
+    client = MlflowClient(tracking_uri=uri)
+    for run in all_runs(uri, "tiny"):
+        inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+        assert len(inputs) == 1
+        d = inputs[0].dataset
+        assert d.digest == run.data.params["data_hash"] and d.source_type == "code"
+        assert json.loads(d.profile)["train"] == int(run.data.params["data_train_count"])
+        assert json.loads(d.source)["generator"] == "resnet_bench.data.synthetic"
 
 
 def test_rerun_trains_nothing_and_creates_no_runs(tiny_sweep, capsys):

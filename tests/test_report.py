@@ -40,11 +40,25 @@ def test_report_has_every_section_and_its_figures(reported):
         png = out.parent / "figures" / "tiny" / f"{name}.png"
         assert png.is_file() and png.stat().st_size > 1000
         assert f"](figures/tiny/{name}.png)" in text
-    for claim in ("Degradation: ", "Shortcut effect: ", "Residual depth: "):
+    for claim in ("Degradation: ", "Shortcut effect: ", "Residual depth: ", "Degradation (validation): ",
+                  "Shortcut effect (validation): ", "Residual depth (validation): "):  # fmt: skip
         line = next(ln for ln in text.splitlines() if ln.startswith(f"- {claim}"))
         assert any(w in line for w in ("reproduced", "not reproduced", "inconclusive"))
     assert "n = 2" in text
     assert (tmp / "t.csv").read_text().count("\n") > 16
+
+
+def test_report_is_logged_as_a_run_the_report_itself_ignores(reported):
+    tmp, uri, out = reported
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("tiny")
+    (run,) = client.search_runs([exp.experiment_id], "tags.bench_report = 'true'", max_results=10)[:1]
+    assert "run_key" not in run.data.tags and run.data.params["runs_used"] == "8"
+    assert run.data.params["verdict/Degradation/validation"] in ("reproduced", "not reproduced", "inconclusive")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"tiny.md", "figures"} <= artifacts
+    logged = client.download_artifacts(run.info.run_id, "tiny.md", str(tmp))
+    assert open(logged).read() == out.read_text()
 
 
 def test_summary_numbers_equal_those_recomputed_from_mlflow(reported):

@@ -73,3 +73,41 @@ def test_binary_head_for_two_classes(tiny_file):
 def test_divergence_raises(tiny_file):
     with pytest.raises(DivergedError):
         _run(tiny_file, ["train.optimizer='sgd'", "train.learning_rate=1e30"])
+
+
+def test_l2_weight_decay_adds_wd_times_w_to_every_kernel_gradient_and_nothing_else():
+    import keras
+    import tensorflow as tf
+
+    from resnet_bench.models import ModelSpec, build_model
+    from resnet_bench.train import add_l2_penalty
+
+    keras.utils.set_random_seed(0)
+    model = build_model(ModelSpec(8, "A", width=4), (16, 16, 3), 3)
+    x = tf.random.stateless_normal((4, 16, 16, 3), seed=[1, 2])
+    y = tf.constant([0, 1, 2, 0])
+
+    def grads(with_penalty: bool):
+        with tf.GradientTape() as tape:
+            loss = keras.losses.sparse_categorical_crossentropy(y, model(x, training=False))
+            loss = tf.reduce_mean(loss) + (tf.add_n(model.losses) if with_penalty else 0.0)
+        return tape.gradient(loss, model.trainable_variables)
+
+    plain = grads(False)
+    wd = 0.01
+    assert add_l2_penalty(model, wd) == 1 + 3 * 2 + 1  # stem conv, 2 convs in each of 3 blocks, head
+    penalised = grads(True)
+    for v, g0, g1 in zip(model.trainable_variables, plain, penalised):
+        expected = wd * v.numpy() if v.path.endswith("kernel") else np.zeros(v.shape)
+        np.testing.assert_allclose(g1.numpy() - g0.numpy(), expected, rtol=1e-4, atol=1e-7, err_msg=v.path)
+
+
+def test_l2_mode_trains_and_decoupled_mode_keeps_the_optimizer_decay(tiny_file):
+    from resnet_bench.train import make_optimizer
+
+    l2 = _run(tiny_file, ["train.optimizer='sgd'", "train.weight_decay=0.001", "train.weight_decay_mode='l2'"])
+    assert np.isfinite(losses(l2)).all()
+    cfg = config.load(tiny_file, ["train.weight_decay=0.001"])
+    assert make_optimizer(cfg.train, 10).weight_decay == 0.001
+    cfg = config.load(tiny_file, ["train.weight_decay=0.001", "train.weight_decay_mode='l2'"])
+    assert make_optimizer(cfg.train, 10).weight_decay is None

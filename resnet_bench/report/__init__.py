@@ -20,7 +20,10 @@ __all__ = ["build_context", "write_report", "load_frame", "cli_report"]
 def _expected_runs(first) -> int:
     """Size of the grid the runs were planned with (from their logged grid.* params)."""
     newest = first.sort_values("start_time").iloc[-1]
-    return math.prod(len(str(newest[k]).split(",")) for k in ("grid.depths", "grid.shortcuts", "grid.seeds"))
+    shortcuts = str(newest["grid.shortcuts"]).split(",")
+    inits = len(str(newest.get("grid.zero_init") or "False").split(","))
+    per_depth = sum(1 if s == "none" else inits for s in shortcuts)  # zero-init twins of residual nets only
+    return math.prod(len(str(newest[k]).split(",")) for k in ("grid.depths", "grid.seeds")) * per_depth
 
 
 def build_context(frame, experiment: str, config_hash=None, seeds=None, figure_dir="figures", command="") -> dict:
@@ -29,6 +32,7 @@ def build_context(frame, experiment: str, config_hash=None, seeds=None, figure_d
     if sel.empty:
         raise UserError(f"no runs of {experiment!r} match configuration {config_hash} and seeds {seeds}")
     used = stats.finished_latest(sel)
+    stats.check_schema(used)
     runs = stats.per_run(used)
     if runs.empty:
         raise UserError(f"experiment {experiment!r} has no FINISHED runs yet (configuration {config_hash})")
@@ -76,6 +80,28 @@ def write_report(uri: str, experiment: str, out: Path, config_hash=None, seeds=N
     return ctx
 
 
+def log_report_run(uri: str, experiment: str, out: Path, ctx: dict) -> str:
+    """The report's Markdown and figures as artifacts of a small run in the experiment.
+
+    Tagged ``bench_report`` and without a ``run_key``, so neither a sweep nor a report ever
+    takes it for a training run; its params say which runs it summarises.
+    """
+    from ..tracking import Store
+
+    store = Store(uri)
+    exp_id = store.experiment_id(experiment, create=False)
+    verdicts = {"verdict/" + v.claim.replace(" (", "/").replace(")", ""): v.outcome for v in ctx["verdicts"]}
+    tags = {"bench_report": "true", "config_hash": ctx["config_hash"], "mlflow.runName": f"report-{out.stem}"}
+    run = store.client.create_run(exp_id, tags=tags)
+    run_id = run.info.run_id
+    store.log_params(run_id, {"runs_used": len(ctx["runs"]), "report_file": str(out), **verdicts})
+    store.client.log_artifact(run_id, str(out))
+    for name in ctx["figures"].values():
+        store.client.log_artifact(run_id, str(out.parent / ctx["figure_dir"] / name), artifact_path="figures")
+    store.client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
 def cli_report(args) -> int:
     from ..tracking import check_reachable, resolve_uri
 
@@ -100,7 +126,8 @@ def cli_report(args) -> int:
             ctx["all_frame"].to_parquet(args.parquet, index=False)
         except ImportError:
             raise UserError("--parquet needs pyarrow: pip install 'resnet_bench[parquet]'") from None
-    print(f"wrote {out} ({len(ctx['runs'])} runs, {len(ctx['figures'])} figures)")
+    run_id = log_report_run(uri, experiment, out, ctx)
+    print(f"wrote {out} ({len(ctx['runs'])} runs, {len(ctx['figures'])} figures; logged as run {run_id})")
     for v in ctx["verdicts"]:
         print(v.sentence)
     return 0

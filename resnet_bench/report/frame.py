@@ -11,63 +11,9 @@ from __future__ import annotations
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from .. import schema
 from ..errors import UserError
-
-RUN_PARAMS = {
-    "model": str,
-    "depth": int,
-    "shortcut": str,
-    "flavour": str,
-    "family": str,
-    "seed": int,
-    "params_total": int,
-    "params_trainable": int,
-    "macs": int,
-    "data_source": str,
-    "data_hash": str,
-    "data_train_count": int,
-    "data_test_count": int,
-    "data_classes": int,
-    "data_skipped": int,
-    "data.image_size": int,
-    "train.epochs": int,
-    "train.batch_size": int,
-    "train.optimizer": str,
-    "train.learning_rate": float,
-    "zero_init_residual": str,
-    "model.bn_momentum": float,
-    "grid.depths": str,
-    "grid.shortcuts": str,
-    "grid.seeds": str,
-    "device": str,
-}
-RUN_TAGS = (
-    "description",
-    "config_hash",
-    "run_key",
-    "failure_reason",
-    "git_commit",
-    "git_dirty",
-    "tensorflow_version",
-    "keras_version",
-    "mlflow_version",
-    "python_version",
-    "cpu_model",
-    "cpu_count",
-    "gpu",
-    "host",
-)
-METRICS = (
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "epoch_seconds",
-    "step_ms_median",
-    "step_ms_p90",
-    "images_per_second",
-    "learning_rate",
-)
+from ..tracking import search_runs
 
 
 def load_frame(uri: str, experiment: str) -> pd.DataFrame:
@@ -78,15 +24,7 @@ def load_frame(uri: str, experiment: str) -> pd.DataFrame:
     """
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
-    runs = []
-    if exp is not None:
-        token = None
-        while True:
-            page = client.search_runs([exp.experiment_id], max_results=1000, page_token=token)
-            runs.extend(page)
-            token = page.token
-            if not token:
-                break
+    runs = search_runs(client, exp.experiment_id) if exp is not None else []
     runs = [r for r in runs if "run_key" in r.data.tags]
     if not runs:
         raise UserError(f"no runs of experiment {experiment!r} in the tracking store {uri}")
@@ -98,12 +36,17 @@ def load_frame(uri: str, experiment: str) -> pd.DataFrame:
             "status": run.info.status,
             "start_time": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
         }
-        for key, kind in RUN_PARAMS.items():
-            value = run.data.params.get(key)
+        params = run.data.params
+        # What this version of the schema expects and the run lacks (checked for the runs a
+        # report uses: see stats.check_schema).
+        base["schema_missing"] = ",".join(schema.missing_params(params))
+        kinds = {**{k: t for k, (t, _) in schema.RUN_PARAMS.items()}, **schema.CONFIG_PARAMS}
+        for key, kind in kinds.items():
+            value = params.get(key)
             base[key] = kind(value) if value not in (None, "") else None
-        for key in RUN_TAGS:
+        for key in schema.RUN_TAGS:
             base[key] = run.data.tags.get(key)
-        keys = [k for k in run.data.metrics if k in METRICS or k.startswith("grad_norm/")]
+        keys = [k for k in run.data.metrics if schema.is_epoch_metric(k)]
         per_epoch: dict[int, dict] = {}
         for key in keys:
             for m in client.get_metric_history(run.info.run_id, key):
@@ -113,7 +56,7 @@ def load_frame(uri: str, experiment: str) -> pd.DataFrame:
         for epoch in sorted(per_epoch):
             rows.append({**base, "epoch": epoch, **per_epoch[epoch]})
     frame = pd.DataFrame(rows)
-    for col in METRICS:
+    for col in schema.EPOCH_METRICS:
         if col not in frame:
             frame[col] = float("nan")
     return frame.sort_values(["model", "seed", "start_time", "epoch"], kind="stable").reset_index(drop=True)

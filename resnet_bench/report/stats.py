@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ..errors import UserError
+
 ALPHA = 0.05
 
 VERDICT_RULE = (
@@ -50,6 +52,21 @@ def finished_latest(frame: pd.DataFrame) -> pd.DataFrame:
     done = frame[frame["status"] == "FINISHED"]
     latest = done.sort_values("start_time").groupby(["model", "seed"])["run_id"].last()
     return done[done["run_id"].isin(latest)]
+
+
+def check_schema(frame: pd.DataFrame) -> None:
+    """Every run a report uses must hold the params of :mod:`resnet_bench.schema`; a run that
+    lacks one was written by another version, and its numbers would silently become gaps."""
+    if "schema_missing" not in frame:
+        return
+    bad = frame[frame["schema_missing"].fillna("") != ""].drop_duplicates("run_id")
+    if len(bad):
+        r = bad.iloc[0]
+        missing = r["schema_missing"].replace(",", ", ")
+        raise UserError(
+            f"run {r['run_id']} ({r['model']} seed {r['seed']}) lacks the params {missing}; "
+            "it was written by another version of resnet_bench (see resnet_bench/schema.py)"
+        )
 
 
 def per_run(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,96 @@
+"""What a tracked run holds: the one definition the driver writes with and the report reads with.
+
+Free of TensorFlow and MLflow. Params beyond the resolved config fields (which
+``config.flatten`` names ``section.key``) are :data:`RUN_PARAMS`; per-epoch metrics are
+:data:`EPOCH_METRICS` plus one ``grad_norm/<stage>`` per stage of the net. A run that lacks
+one of them was written by other code, and reading it is an error that names the run.
+"""
+
+from __future__ import annotations
+
+# name -> (type, meaning)
+RUN_PARAMS: dict[str, tuple[type, str]] = {
+    "model": (str, "variant name, e.g. resnet56, plain56, resnet56-zi"),
+    "seed": (int, "repeat seed: weight init, data order and augmentation"),
+    "depth": (int, "number of weighted layers"),
+    "shortcut": (str, "shortcut option: A, B, C or none (plain)"),
+    "flavour": (str, "paper or article (the tutorial's deviations)"),
+    "family": (str, "cifar or imagenet"),
+    "zero_init_residual": (str, "True when each residual branch's last BN scale starts at zero"),
+    "data_source": (str, "synthetic, folder, cifar10 or arrays"),
+    "data_hash": (str, "content hash of the decoded images and labels"),
+    "data_classes": (int, "number of classes"),
+    "data_train_count": (int, "training images"),
+    "data_test_count": (int, "validation images"),
+    "data_counts": (str, "images per split and class (JSON)"),
+    "data_skipped": (int, "unreadable image files skipped"),
+    "data_ignored": (int, "non-image files ignored"),
+    # logged once the model is built (train.train_run's on_model)
+    "params_total": (int, "weights, BN moving statistics included"),
+    "params_trainable": (int, "trainable weights"),
+    "params_non_trainable": (int, "BN moving means and variances"),
+    "macs": (int, "multiply-accumulates per image (conv and dense layers)"),
+    "device": (str, "cpu or gpu"),
+    "mixed_precision_resolved": (str, "off, float16 or bfloat16, after 'auto'"),
+    "jit_compile_resolved": (str, "whether XLA compiled the train step, after 'auto'"),
+}
+
+# Resolved config fields the report reads (all of them are logged; see config.flatten).
+CONFIG_PARAMS: dict[str, type] = {
+    "data.image_size": int,
+    "train.epochs": int,
+    "train.batch_size": int,
+    "train.optimizer": str,
+    "train.learning_rate": float,
+    "train.grad_probe_size": int,
+    "model.bn_momentum": float,
+    "grid.depths": str,
+    "grid.shortcuts": str,
+    "grid.zero_init": str,
+    "grid.seeds": str,
+}
+
+# name -> meaning; logged at step = epoch
+EPOCH_METRICS: dict[str, str] = {
+    "train_loss": "mean training loss over the epoch (the L2 penalty included in 'l2' weight-decay mode)",
+    "train_accuracy": "training accuracy over the epoch",
+    "val_loss": "loss on the validation split after the epoch",
+    "val_accuracy": "accuracy on the validation split after the epoch",
+    "epoch_seconds": "wall time of training plus validation",
+    "step_ms_median": "median training step time",
+    "step_ms_p90": "90th percentile training step time",
+    "images_per_second": "training throughput",
+    "learning_rate": "learning rate at the end of the epoch",
+}
+GRAD_NORM_PREFIX = "grad_norm/"  # + stem, stage1, ..., head: gradient L2 norm on a fixed probe batch
+
+RUN_TAGS = (
+    "description",
+    "config_hash",
+    "run_key",
+    "failure_reason",
+    "git_commit",
+    "git_dirty",
+    "tensorflow_version",
+    "keras_version",
+    "mlflow_version",
+    "python_version",
+    "cpu_model",
+    "cpu_count",
+    "gpu",
+    "host",
+)
+
+
+# Params logged only once the model is built: a run that failed before that lacks them.
+MODEL_PARAMS = ("params_total", "params_trainable", "params_non_trainable", "macs", "device",
+                "mixed_precision_resolved", "jit_compile_resolved")  # fmt: skip
+
+
+def is_epoch_metric(name: str) -> bool:
+    return name in EPOCH_METRICS or name.startswith(GRAD_NORM_PREFIX)
+
+
+def missing_params(params: dict) -> list[str]:
+    """Names the report needs that a run's params lack (an empty list for a complete run)."""
+    return [k for k in (*RUN_PARAMS, *CONFIG_PARAMS) if k not in params]

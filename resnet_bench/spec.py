@@ -1,0 +1,151 @@
+"""Architectures as data: the depth table, the option names and :class:`ModelSpec`.
+
+Free of Keras and TensorFlow, so that reading an experiment file (``config.py``), planning a
+sweep or writing a report never loads a deep-learning framework; ``models.py`` turns a spec
+into a network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+# ImageNet-style depth table: depth -> (block kind, blocks per stage). Stage widths are the
+# bottleneck's inner width (64, 128, 256, 512); a bottleneck block outputs 4x that.
+IMAGENET_DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+BOTTLENECK_EXPANSION = 4
+
+# CIFAR-style family (He et al. section 4.2): depth 6n+2, three stages of n basic blocks with
+# 16/32/64 filters (times width/16 when a narrower or wider net is asked for).
+CIFAR_WIDTHS = (16, 32, 64)
+CIFAR_EXAMPLE_DEPTHS = (20, 32, 44, 56, 110)
+
+SHORTCUTS = ("A", "B", "C", "none")
+FLAVOURS = ("paper", "article")
+FAMILIES = ("imagenet", "cifar")
+STEMS = ("auto", "imagenet", "small")
+BOTTLENECK_STRIDES = ("v1", "v1.5")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One architecture: enough to build it, name it and log it.
+
+    ``shortcut`` defaults to ``A`` because the paper's plain-versus-residual comparison
+    (section 4.1-4.2) uses option A: identity shortcuts with zero-padded channels add no
+    parameters, so a residual net and its plain twin have exactly the same weights and
+    differ only in the additions. Any difference in how they train is then due to the
+    shortcuts themselves, not to extra capacity.
+    """
+
+    depth: int
+    shortcut: str = "A"
+    family: str = "auto"
+    flavour: str = "paper"
+    stem: str = "auto"
+    width: int = 0  # 0: the family's own (16 for CIFAR, 64 for ImageNet)
+    bottleneck_stride: str = "v1"
+    zero_init_residual: bool = False
+    # Weight of the old value in BN's moving averages. 0.9 is what the paper's frameworks used
+    # (Torch's momentum 0.1, Caffe's 0.9-equivalent); Keras defaults to 0.99, whose averages lag
+    # the weights by ~100 steps and so evaluate short trainings with stale statistics.
+    bn_momentum: float = 0.9
+
+    def __post_init__(self):
+        if self.shortcut not in SHORTCUTS:
+            raise ValueError(f"unknown shortcut {self.shortcut!r}; known: {', '.join(SHORTCUTS)}")
+        if self.flavour not in FLAVOURS:
+            raise ValueError(f"unknown flavour {self.flavour!r}; known: {', '.join(FLAVOURS)}")
+        if self.family not in FAMILIES + ("auto",):
+            raise ValueError(f"unknown family {self.family!r}; known: {', '.join(FAMILIES)}")
+        if self.stem not in STEMS:
+            raise ValueError(f"unknown stem {self.stem!r}; known: {', '.join(STEMS)}")
+        if self.bottleneck_stride not in BOTTLENECK_STRIDES:
+            raise ValueError(
+                f"unknown bottleneck_stride {self.bottleneck_stride!r}; known: {', '.join(BOTTLENECK_STRIDES)}"
+            )
+        if self.width < 0:
+            raise ValueError(f"width must be positive, got {self.width}")
+        if not 0 <= self.bn_momentum < 1:
+            raise ValueError(f"bn_momentum must be in [0, 1), got {self.bn_momentum}")
+        family = self.family
+        if family == "auto":
+            family = "imagenet" if self.depth in IMAGENET_DEPTHS else "cifar"
+            object.__setattr__(self, "family", family)
+        if family == "imagenet" and self.depth not in IMAGENET_DEPTHS:
+            known = ", ".join(map(str, IMAGENET_DEPTHS))
+            raise ValueError(f"unknown depth {self.depth} for the imagenet family; known: {known}")
+        if family == "cifar" and (self.depth < 8 or (self.depth - 2) % 6):
+            raise ValueError(
+                f"unknown depth {self.depth} for the cifar family; it must be 6n+2 with n >= 1 "
+                f"(for example {', '.join(map(str, CIFAR_EXAMPLE_DEPTHS))})"
+            )
+        if self.flavour == "article" and (family != "imagenet" or self.shortcut not in ("B", "none")):
+            raise ValueError(
+                "the article flavour exists for the imagenet family with shortcut B or none only "
+                f"(got family {family}, shortcut {self.shortcut})"
+            )
+
+    @property
+    def residual(self) -> bool:
+        return self.shortcut != "none"
+
+    @property
+    def zero_init(self) -> bool:
+        """Zero-initialised residual branches; a plain net has none, so it is never zero-init."""
+        return self.zero_init_residual and self.residual
+
+    @property
+    def name(self) -> str:
+        """Variant name, e.g. ``resnet56`` / ``plain56`` / ``resnet56-zi`` (zero-init residual
+        branches), with an ``article_`` prefix for the tutorial's flavour."""
+        prefix = "article_" if self.flavour == "article" else ""
+        return f"{prefix}{'resnet' if self.residual else 'plain'}{self.depth}{'-zi' if self.zero_init else ''}"
+
+    def twin(self) -> ModelSpec:
+        """The plain twin of a residual spec (itself when already plain)."""
+        return dataclasses.replace(self, shortcut="none", zero_init_residual=False)
+
+    def stages(self) -> list[tuple[str, int, int]]:
+        """(block kind, blocks, inner width) per stage: the depth table made concrete."""
+        if self.family == "cifar":
+            n = (self.depth - 2) // 6
+            scale = (self.width or CIFAR_WIDTHS[0]) / CIFAR_WIDTHS[0]
+            return [("basic", n, int(w * scale)) for w in CIFAR_WIDTHS]
+        kind, repeats = IMAGENET_DEPTHS[self.depth]
+        scale = (self.width or IMAGENET_WIDTHS[0]) / IMAGENET_WIDTHS[0]
+        return [(kind, r, int(w * scale)) for r, w in zip(repeats, IMAGENET_WIDTHS)]
+
+    def resolved_stem(self) -> str:
+        if self.stem != "auto":
+            return self.stem
+        return "small" if self.family == "cifar" else "imagenet"
+
+
+def parse_model_name(name: str, **options) -> ModelSpec:
+    """``resnet50`` / ``plain56`` / ``article_resnet18`` -> :class:`ModelSpec`.
+
+    A ``plain`` name forces ``shortcut="none"``; a ``resnet`` name takes the ``shortcut``
+    option (default A for the CIFAR family, B for ImageNet depths, as the paper uses B there).
+    """
+    m = re.fullmatch(r"(article_)?(resnet|plain)(\d+)", name)
+    if not m:
+        raise ValueError(f"unknown model name {name!r}; expected resnetN or plainN (e.g. resnet56)")
+    depth = int(m.group(3))
+    if m.group(1):
+        options.setdefault("flavour", "article")
+    if m.group(2) == "plain":
+        options["shortcut"] = "none"
+    elif options.get("shortcut") in (None, "none"):
+        family = options.get("family", "auto")
+        imagenet = family == "imagenet" or (family == "auto" and depth in IMAGENET_DEPTHS)
+        options["shortcut"] = "B" if imagenet else "A"
+    return ModelSpec(depth=depth, **{k: v for k, v in options.items() if v is not None})

@@ -1,0 +1,38 @@
+"""A command that fails on user input prints exactly one line on stderr and exits 2: no
+TensorFlow start-up lines, no MLflow INFO lines, no traceback (``-v`` keeps the noise)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import TINY
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "resnet_bench.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["data", "describe", "/no/such/folder"], "/no/such/folder"),
+        (["run", "{exp}", "--set", "train.epochz=3", "--tracking-uri", "sqlite:///{tmp}/db.sqlite"], "train.epochz"),
+        (["report", "no_such_experiment", "--tracking-uri", "sqlite:///{tmp}/db.sqlite"], "no_such_experiment"),
+    ],
+)
+def test_user_errors_are_exactly_one_line(tmp_path, args, needle):
+    exp = tmp_path / "tiny.toml"
+    exp.write_text(TINY)
+    args = [a.format(exp=exp, tmp=tmp_path) for a in args]
+    proc = _cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error:") and needle in lines[0]
+
+
+def test_verbose_keeps_tensorflows_start_up_lines(tmp_path):
+    proc = _cli("-v", "data", "describe", "/no/such/folder", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) > 1 and "error: /no/such/folder" in proc.stderr
