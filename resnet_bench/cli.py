@@ -15,6 +15,7 @@ import os
 import sys
 
 from . import quiet
+from .spec import FAMILIES, FLAVOURS, SHORTCUTS
 from .errors import UserError
 
 # Commands that need TensorFlow from the start load it first, quietly (see quiet.py); `run`
@@ -197,9 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", action="append", help="e.g. resnet50, plain56 (repeatable)")
     m.add_argument("--image-size", type=int, default=224)
     m.add_argument("--classes", type=int, default=1000)
-    m.add_argument("--shortcut", choices=("A", "B", "C", "none"))
-    m.add_argument("--flavour", choices=("paper", "article"))
-    m.add_argument("--family", choices=("imagenet", "cifar"))
+    m.add_argument("--shortcut", choices=SHORTCUTS)
+    m.add_argument("--flavour", choices=FLAVOURS)
+    m.add_argument("--family", choices=FAMILIES)
     m.add_argument("--binary", action="store_true", help="one sigmoid unit for 2 classes")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=_cmd_models)

@@ -8,6 +8,8 @@ import pytest
 
 from .conftest import TINY
 
+pytestmark = pytest.mark.slow  # each case starts a Python process that loads TensorFlow
+
 
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "resnet_bench.cli", *args], cwd=cwd, capture_output=True, text=True)

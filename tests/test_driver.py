@@ -186,7 +186,8 @@ def test_shipped_default_experiment_runs_one_epoch(tmp_path):
     args = cli_args(exp, uri, "--set train.epochs=1 --seeds 0 --set data.train_size=64 --set data.test_size=32")
     assert cli.main(args) == 0
     finished = by_status(uri, "shortcut_ablation", "FINISHED")
-    assert sorted(r.data.params["model"] for r in finished) == ["plain20", "plain56", "resnet20", "resnet56"]
+    assert sorted(r.data.params["model"] for r in finished) == [
+        "plain20", "plain56", "resnet20", "resnet20-zi", "resnet56", "resnet56-zi"]  # fmt: skip
 
 
 def test_photo_folder_run_logs_skipped_files(tmp_path, tiny_file):
