@@ -15,8 +15,8 @@ import os
 import sys
 
 from . import quiet
-from .spec import FAMILIES, FLAVOURS, SHORTCUTS
 from .errors import UserError
+from .spec import FAMILIES, FLAVOURS, SHORTCUTS
 
 # Commands that need TensorFlow from the start load it first, quietly (see quiet.py); `run`
 # and `data` load it only once their input has been checked, so a mistake is told at once.
