@@ -53,6 +53,9 @@ def resolve_device_settings(train_cfg) -> DeviceSettings:
     return DeviceSettings("gpu" if gpu else "cpu", mp, jit)
 
 
+_THREADS_WARNED: set[int] = set()
+
+
 def configure_threads(intra_op_threads: int) -> None:
     """Size TensorFlow's intra-op pool (0 keeps its default of one thread per core).
 
@@ -66,7 +69,9 @@ def configure_threads(intra_op_threads: int) -> None:
     try:
         tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     except RuntimeError:
-        log.warning("TensorFlow already started: train.intra_op_threads=%d not applied", intra_op_threads)
+        if intra_op_threads not in _THREADS_WARNED:  # once per process, not once per run
+            _THREADS_WARNED.add(intra_op_threads)
+            log.warning("TensorFlow already started: train.intra_op_threads=%d not applied", intra_op_threads)
 
 
 def make_strategy(name: str):
