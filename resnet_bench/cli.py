@@ -54,6 +54,7 @@ def _cmd_run(args) -> int:
 
     cfg = config.load(args.experiment, args.set, args.data)
     if not args.dry_run:
+        config.check_data_path(cfg)
         quiet.load_tensorflow()
     models = [m for group in args.models for m in group] if args.models else None
     return driver.run_sweep(
@@ -122,6 +123,7 @@ def _cmd_data(args) -> int:
         raw["data"]["path"] = args.source
     cfg = config.apply_overrides(raw, args.set, "data")
     cfg = config.from_dict(cfg, "command line")
+    config.check_data_path(cfg)
     quiet.load_tensorflow()
     from . import data
 

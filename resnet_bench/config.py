@@ -239,8 +239,6 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
         raise UserError(f"{origin}: data.image_size must be between 8 and 1024, got {d.image_size}")
     if d.source != "synthetic" and not d.path:
         raise UserError(f"{origin}: data.source = {d.source!r} needs data.path (or --data PATH)")
-    if d.source in ("folder", "arrays") and not Path(d.path).expanduser().exists():
-        raise UserError(f"{d.path}: data path not found")
     if d.source == "synthetic" and d.classes < 2:
         raise UserError(f"{origin}: data.classes must be at least 2, got {d.classes}")
     if t.loss == "binary" and d.source == "synthetic" and d.classes != 2:
@@ -314,6 +312,16 @@ def load(path: str | Path, overrides: list[str] = (), data_path: str | None = No
         if raw["data"].get("source", "synthetic") == "synthetic":
             raw["data"]["source"] = guess_source(data_path)
     return from_dict(raw, str(path))
+
+
+def check_data_path(cfg: ExperimentConfig) -> None:
+    """A photo folder or array file that is not there, told before anything heavy loads.
+
+    Not part of validation: an experiment file parses (and plans) without its data present.
+    """
+    d = cfg.data
+    if d.source in ("folder", "arrays") and not Path(d.path).expanduser().exists():
+        raise UserError(f"{d.path}: data path not found")
 
 
 def guess_source(path: str) -> str:

@@ -82,12 +82,18 @@ def test_bad_jobs_is_one_line_exit_2(tiny_file, tmp_path, capsys, value):
     assert "--jobs" in capsys.readouterr().err
 
 
-def test_interrupted_parallel_sweep_resumes_to_one_finished_run_each(tmp_path, tiny_file):
+def _two_job_sweep_under_way(tmp_path, tiny_file):
+    """A --jobs 2 sweep of two long runs in a subprocess, once one of them has logged an epoch:
+    (store URI, its arguments, the process, that run)."""
     uri = store_uri(tmp_path)
     args = ["run", str(tiny_file), "--tracking-uri", uri, "--jobs", "2", "--seeds", "0", *SLOW_RUN.split()]
     args += ["--models", "resnet8,plain8"]
     proc = spawn(args, cwd=tmp_path)
-    wait_for_mid_run(uri, "tiny")
+    return uri, args, proc, wait_for_mid_run(uri, "tiny")
+
+
+def test_interrupted_parallel_sweep_resumes_to_one_finished_run_each(tmp_path, tiny_file):
+    uri, args, proc, _ = _two_job_sweep_under_way(tmp_path, tiny_file)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 130, out
@@ -100,11 +106,7 @@ def test_interrupted_parallel_sweep_resumes_to_one_finished_run_each(tmp_path, t
 
 
 def test_a_dead_worker_leaves_a_killed_run_and_the_sweep_goes_on(tmp_path, tiny_file):
-    uri = store_uri(tmp_path)
-    args = ["run", str(tiny_file), "--tracking-uri", uri, "--jobs", "2", "--seeds", "0", *SLOW_RUN.split()]
-    args += ["--models", "resnet8,plain8"]
-    proc = spawn(args, cwd=tmp_path)
-    victim = wait_for_mid_run(uri, "tiny")
+    uri, args, proc, victim = _two_job_sweep_under_way(tmp_path, tiny_file)
     os.kill(int(victim.data.tags["owner_pid"]), signal.SIGKILL)  # a worker, not the sweep
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 1, out  # not every run finished
@@ -118,11 +120,7 @@ def test_a_dead_worker_leaves_a_killed_run_and_the_sweep_goes_on(tmp_path, tiny_
 
 
 def test_sigterm_ends_every_worker(tmp_path, tiny_file):
-    uri = store_uri(tmp_path)
-    args = ["run", str(tiny_file), "--tracking-uri", uri, "--jobs", "2", "--seeds", "0", *SLOW_RUN.split()]
-    args += ["--models", "resnet8,plain8"]
-    proc = spawn(args, cwd=tmp_path)
-    wait_for_mid_run(uri, "tiny")
+    uri, _, proc, _ = _two_job_sweep_under_way(tmp_path, tiny_file)
     time.sleep(1)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=180)
