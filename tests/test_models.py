@@ -30,13 +30,18 @@ ARTICLE = {(18, "B"): 11_195_265, (18, "none"): 11_018_753, (50, "B"): 23_595_64
 TABLE1_MACS = {18: 1.8e9, 34: 3.6e9, 50: 3.8e9}
 
 
-@pytest.mark.parametrize("depth", sorted(TORCHVISION))
+def _deep_ones_slow(depths, slow_from: int):
+    """The deepest builds take seconds each: they run in `make test`, not in `make test-fast`."""
+    return [pytest.param(d, marks=pytest.mark.slow) if d >= slow_from else d for d in depths]
+
+
+@pytest.mark.parametrize("depth", _deep_ones_slow(sorted(TORCHVISION), 101))
 def test_imagenet_trainable_params_match_torchvision(depth):
     info = describe(ModelSpec(depth, "B"), (224, 224, 3), 1000)
     assert info["params_trainable"] == TORCHVISION[depth]
 
 
-@pytest.mark.parametrize("depth", sorted(CIFAR))
+@pytest.mark.parametrize("depth", _deep_ones_slow(sorted(CIFAR), 110))
 def test_cifar_params_and_plain_twin_equal(depth):
     res = describe(ModelSpec(depth, "A"), (32, 32, 3), 10)
     plain = describe(ModelSpec(depth, "none"), (32, 32, 3), 10)
