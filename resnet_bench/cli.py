@@ -13,9 +13,10 @@ import json
 import logging
 import os
 import sys
+import traceback
 
-from . import quiet
-from .errors import UserError
+from . import inputs, quiet
+from .errors import Terminated, UserError
 from .spec import FAMILIES, FLAVOURS, SHORTCUTS
 
 # Commands that need TensorFlow from the start load it first, quietly (see quiet.py); `run`
@@ -30,36 +31,18 @@ def _setup_env(argv: list[str]) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _csv_list(text: str, kind=str) -> list:
-    try:
-        return [kind(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
-
-
-def _jobs(text: str):
-    if text == "auto":
-        return text
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
-    return n
-
-
 def _cmd_run(args) -> int:
     from . import config, driver
 
     cfg = config.load(args.experiment, args.set, args.data)
+    uri = inputs.tracking_uri(args.tracking_uri)
     if not args.dry_run:
         config.check_data_path(cfg)
         quiet.load_tensorflow()
     models = [m for group in args.models for m in group] if args.models else None
     return driver.run_sweep(
         cfg,
-        args.tracking_uri,
+        uri,
         seeds=args.seeds,
         models=models,
         force=args.force,
@@ -124,6 +107,8 @@ def _cmd_data(args) -> int:
     cfg = config.apply_overrides(raw, args.set, "data")
     cfg = config.from_dict(cfg, "command line")
     config.check_data_path(cfg)
+    if args.data_command == "preview":
+        inputs.output_path(args.out, "--out")
     quiet.load_tensorflow()
     from . import data
 
@@ -140,8 +125,10 @@ def _cmd_data(args) -> int:
     print(f"classes ({len(info['classes'])}): {', '.join(info['classes'])}")
     for split, counts in info["counts"].items():
         print(f"{split:<6} {sum(counts.values()):>7} images: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
-    if info["skipped"] or info["ignored"]:
-        print(f"skipped {info['skipped']} unreadable image(s), ignored {info['ignored']} non-image file(s)")
+    if info["ignored"]:
+        print(f"ignored {info['ignored']} non-image file(s)")
+    if data.skipped_summary(arrays):
+        print(data.skipped_summary(arrays))
     return 0
 
 
@@ -158,9 +145,7 @@ def _cmd_perf(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="resnet-bench", description="Do shortcut connections let deeper nets train better?"
-    )
+    p = inputs.ArgumentParser(prog="resnet-bench", description="Do shortcut connections let deeper nets train better?")
     p.add_argument("--no-onednn", action="store_true", help="turn TensorFlow's oneDNN CPU kernels off")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
@@ -169,28 +154,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("experiment", help="experiment file, e.g. experiments/shortcut_ablation.toml")
     r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config field")
     r.add_argument("--data", help="data path (photo folder, CIFAR-10 folder or archive, .npz/.h5 file)")
-    r.add_argument("--seeds", type=lambda s: _csv_list(s, int), help="comma-separated seeds (default: the file's)")
-    r.add_argument("--models", type=_csv_list, action="append", help="variant names, e.g. resnet56,plain56")
+    r.add_argument("--seeds", type=inputs.seed_list, help="comma-separated seeds (default: the file's)")
+    r.add_argument("--models", type=inputs.name_list, action="append", help="variant names, e.g. resnet56,plain56")
     r.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
     r.add_argument("--force", action="store_true", help="train again even runs that already finished")
     r.add_argument("--dry-run", action="store_true", help="print the planned runs and exit")
     r.add_argument(
         "--jobs",
-        type=_jobs,
+        type=inputs.jobs,
         default="auto",
         help="runs trained side by side in local worker processes (default auto: cores / train.intra_op_threads)",
     )
     r.add_argument("--executor", choices=("local", "ray"), default="local")
     r.add_argument("--address", default=None, help="Ray cluster address (e.g. auto)")
-    r.add_argument("--gpus-per-run", type=float, default=0)
-    r.add_argument("--cpus-per-run", type=float, default=1)
+    r.add_argument("--gpus-per-run", type=inputs.non_negative_float, default=0)
+    r.add_argument("--cpus-per-run", type=inputs.non_negative_float, default=1)
     r.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("report", help="write reports/<experiment>.md from the tracked runs")
     rep.add_argument("experiment", help="experiment name or file")
     rep.add_argument("--tracking-uri")
     rep.add_argument("--out", help="Markdown file (default reports/<experiment>.md)")
-    rep.add_argument("--seeds", type=lambda s: _csv_list(s, int), help="only these seeds")
+    rep.add_argument("--seeds", type=inputs.seed_list, help="only these seeds")
     rep.add_argument("--config-hash", help="runs of this configuration (default: the newest run's)")
     rep.add_argument("--csv", help="also write the tidy per-epoch frame as CSV")
     rep.add_argument("--parquet", help="also write the tidy per-epoch frame as Parquet")
@@ -198,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list architectures with parameter counts and MACs")
     m.add_argument("--model", action="append", help="e.g. resnet50, plain56 (repeatable)")
-    m.add_argument("--image-size", type=int, default=224)
-    m.add_argument("--classes", type=int, default=1000)
+    m.add_argument("--image-size", type=inputs.positive_int, default=224)
+    m.add_argument("--classes", type=inputs.positive_int, default=1000)
     m.add_argument("--shortcut", choices=SHORTCUTS)
     m.add_argument("--flavour", choices=FLAVOURS)
     m.add_argument("--family", choices=FAMILIES)
@@ -212,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("describe", "preview"):
         x = dsub.add_parser(name)
         x.add_argument("source", help="synthetic, a photo folder, a CIFAR-10 folder/archive or an .npz/.h5 file")
-        x.add_argument("--image-size", type=int, default=32)
+        x.add_argument("--image-size", type=inputs.positive_int, default=32)
         x.add_argument("--set", action="append", default=[], metavar="data.KEY=VALUE")
         if name == "describe":
             x.add_argument("--json", action="store_true")
@@ -222,18 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     pf = sub.add_parser("perf", help="training/inference throughput against keras.applications and matmul peak")
     pf.add_argument("--model", action="append", help="e.g. resnet50 (repeatable; default resnet50)")
-    pf.add_argument("--image-size", type=int, default=64)
-    pf.add_argument("--batch-size", type=int, default=32)
-    pf.add_argument("--classes", type=int, default=10)
+    pf.add_argument("--image-size", type=inputs.positive_int, default=64)
+    pf.add_argument("--batch-size", type=inputs.positive_int, default=32)
+    pf.add_argument("--classes", type=inputs.positive_int, default=10)
     pf.add_argument("--baseline", choices=("keras", "none"), default="keras")
     pf.add_argument("--jit", action="store_true", help="compile the train step with XLA")
     pf.add_argument("--mixed-precision", choices=("off", "float16", "bfloat16"), default="off")
-    pf.add_argument("--windows", type=int, default=5, help="timed windows")
-    pf.add_argument("--steps", type=int, default=10, help="steps per timed window")
+    pf.add_argument("--windows", type=inputs.positive_int, default=5, help="timed windows")
+    pf.add_argument("--steps", type=inputs.positive_int, default=10, help="steps per timed window")
     pf.add_argument("--pipeline", action="store_true", help="also measure the input pipeline and logging overhead")
     pf.add_argument("--data", help="photo folder for the pipeline measurement")
     pf.add_argument("--sweep", metavar="EXPERIMENT", help="also time a whole sweep of this experiment file")
-    pf.add_argument("--jobs", type=_jobs, default="auto", help="--jobs of that sweep")
+    pf.add_argument("--jobs", type=inputs.jobs, default="auto", help="--jobs of that sweep")
     pf.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override for that sweep")
     pf.add_argument("--json", action="store_true")
     pf.add_argument("--out", help="write a Markdown report (reports/perf.md)")
@@ -246,17 +231,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+BUG_HINT = (
+    "resnet-bench: the error above is a bug, not a problem with your input; rerun with -v for TensorFlow's "
+    "and MLflow's logs too, and report it with the traceback and the command (README, 'Reporting a bug')"
+)
+
+
+def _check_environment(args) -> None:
+    """Inputs that come from the environment or name an output, checked before any work."""
+    inputs.env_float("RESNET_BENCH_STALE_SECONDS", 0.0)
+    if os.environ.get("RESNET_BENCH_CACHE"):
+        inputs.writable_folder(os.environ["RESNET_BENCH_CACHE"], "$RESNET_BENCH_CACHE")
+    if args.command in ("perf", "gpu-check") and args.out:
+        inputs.output_path(args.out, "--out")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _setup_env(argv)
     args = build_parser().parse_args(argv)
     quiet.set_verbose(args.verbose)
-    if args.command in TENSORFLOW_COMMANDS:
-        quiet.load_tensorflow()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     for noisy in ("mlflow", "alembic", "absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
     try:
+        _check_environment(args)
+        if args.command in TENSORFLOW_COMMANDS:
+            quiet.load_tensorflow()
         return args.func(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -264,13 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the current run is marked KILLED; run the same command again to resume", file=sys.stderr)
         return 130
-    except BaseException as e:
-        from .errors import Terminated
-
-        if isinstance(e, Terminated):
-            print("terminated: the current run is marked KILLED; run again to resume", file=sys.stderr)
-            return 143
-        raise
+    except Terminated:
+        print("terminated: the current run is marked KILLED; run again to resume", file=sys.stderr)
+        return 143
+    except Exception:  # a bug: keep the whole traceback, then say what to do with it
+        traceback.print_exc()
+        print(BUG_HINT, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

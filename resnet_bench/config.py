@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import inputs
 from .errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -300,10 +301,9 @@ def from_dict(raw: dict, origin: str = "<config>") -> ExperimentConfig:
 def load(path: str | Path, overrides: list[str] = (), data_path: str | None = None) -> ExperimentConfig:
     """Read an experiment file, apply ``--set`` overrides and ``--data``, validate."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: experiment file not found")
+    text = inputs.read_text(path, "experiment file")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: not valid TOML ({e})") from None
     raw = apply_overrides(raw, list(overrides), str(path))
@@ -320,8 +320,8 @@ def check_data_path(cfg: ExperimentConfig) -> None:
     Not part of validation: an experiment file parses (and plans) without its data present.
     """
     d = cfg.data
-    if d.source in ("folder", "arrays") and not Path(d.path).expanduser().exists():
-        raise UserError(f"{d.path}: data path not found")
+    if d.source in ("folder", "arrays"):
+        inputs.existing_path(d.path, "data path", "folder" if d.source == "folder" else "file")
 
 
 def guess_source(path: str) -> str:

@@ -9,13 +9,16 @@ deleted).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 
-from . import scheduler
+from . import inputs, scheduler
 from .errors import UserError
 from .spec import ModelSpec
-from .tracking import Store, check_reachable
+from .tracking import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,8 +77,7 @@ def run_sweep(
     ``auto`` fills the machine's cores with runs of ``train.intra_op_threads`` threads each.
     Interrupts propagate after the runs in flight are marked KILLED.
     """
-    store = Store(uri)
-    check_reachable(store.uri)
+    store = Store(inputs.tracking_uri(uri))
     planned = plan(cfg, store, select(cfg, seeds, models), force)
     todo = [p for p in planned if p.state != "done"]
     echo(
@@ -92,7 +94,9 @@ def run_sweep(
     from .train import configure_threads
 
     configure_threads(cfg.train.intra_op_threads)  # before TensorFlow runs its first op
-    data_mod.load(cfg.data)  # bad data paths fail here, before any run is created
+    summary = data_mod.skipped_summary(data_mod.load(cfg.data))  # bad data fails here, before any run exists
+    if summary:
+        log.warning(summary)
     invocation = uuid.uuid4().hex[:12]
     if executor == "ray":
         from .ray_executor import RayPool

@@ -39,7 +39,11 @@ class RayPool:
         self.ray = ray
         self.started_here = not ray.is_initialized()
         if self.started_here:
-            ray.init(address=address, log_to_driver=True, include_dashboard=False)
+            try:
+                ray.init(address=address, log_to_driver=True, include_dashboard=False)
+            except ConnectionError as e:  # the user's --address (or $RAY_ADDRESS) leads nowhere
+                reason = str(e).splitlines()[0]
+                raise UserError(f"--address {address}: no Ray cluster answers there ({reason})") from None
         self.remote = ray.remote(max_retries=MAX_RETRIES, num_cpus=cpus_per_run, num_gpus=gpus_per_run)(_task)
         self.args = (cfg, uri, force, invocation)
         self.refs: dict = {}

@@ -26,15 +26,15 @@ import tempfile
 import threading
 import time
 import traceback
-import urllib.request
 from pathlib import Path
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from .errors import DivergedError, Terminated, UserError
+from . import inputs
+from .errors import DivergedError, Terminated
 
-STALE_SECONDS = float(os.environ.get("RESNET_BENCH_STALE_SECONDS", 600))
+STALE_SECONDS = 600.0  # default of $RESNET_BENCH_STALE_SECONDS
 HEARTBEAT_SECONDS = 60
 _MAX_BATCH = 900  # MLflow caps a log_batch call at 1000 params + metrics + tags
 
@@ -49,15 +49,6 @@ def resolve_uri(uri: str | None = None) -> str:
     if uri:
         return uri
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
-def check_reachable(uri: str) -> None:
-    """An unreachable tracking server is a one-line error before any training starts."""
-    if uri.startswith(("http://", "https://")):
-        try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).read()
-        except OSError as e:
-            raise UserError(f"tracking server {uri} is unreachable ({e})") from None
 
 
 def search_runs(client: MlflowClient, exp_id: str, filter_string: str = "") -> list:
@@ -98,16 +89,19 @@ class Store:
         except ImportError:  # pragma: no cover - not POSIX
             fcntl = None
         if db is None or fcntl is None:
-            self.client = MlflowClient(tracking_uri=self.uri)
-            return
-        db.parent.mkdir(parents=True, exist_ok=True)
-        with open(f"{db}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
+            with inputs.opening_store(self.uri):  # one query, so a refused login is told here
                 self.client = MlflowClient(tracking_uri=self.uri)
                 self.call("search_experiments", max_results=1)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+            return
+        with inputs.opening_store(self.uri):
+            db.parent.mkdir(parents=True, exist_ok=True)
+            with open(f"{db}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    self.client = MlflowClient(tracking_uri=self.uri)
+                    self.call("search_experiments", max_results=1)
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
 
     def call(self, name: str, *args, **kwargs):
         return _retry(getattr(self.client, name), *args, **kwargs)
@@ -147,7 +141,7 @@ class Store:
             except (OSError, ValueError):
                 return False
         beat = float(tags.get("heartbeat", run.info.start_time / 1000))
-        return time.time() - beat < STALE_SECONDS
+        return time.time() - beat < inputs.env_float("RESNET_BENCH_STALE_SECONDS", STALE_SECONDS)
 
     def reap(self, exp_id: str, run_key: str, invocation: str = "") -> int:
         """Mark RUNNING runs of ``run_key`` whose owner died as KILLED; returns how many.

@@ -90,10 +90,24 @@ def test_corrupt_jpeg_is_skipped_named_and_counted(tmp_path, caplog):
     good = (root / "training_set" / "cats" / "cats_0.jpg").read_bytes()
     bad = root / "training_set" / "cats" / "broken.jpg"
     bad.write_bytes(good[:200])
-    arrays = data.load(cfg(source="folder", path=str(root), max_bad_fraction=0.05))
+    with caplog.at_level("INFO", logger="resnet_bench.data.sources"):
+        arrays = data.load(cfg(source="folder", path=str(root), max_bad_fraction=0.05))
     assert str(bad) in arrays.skipped
     assert data.describe(arrays)["skipped"] == 1
-    assert "broken.jpg" in caplog.text
+    assert "broken.jpg" in caplog.text  # each file at INFO, which -v shows
+    assert all(r.levelname == "INFO" for r in caplog.records)  # not a warning per file
+
+
+def test_many_skipped_files_are_summarised_in_one_line(tmp_path):
+    root = make_folder(tmp_path / "photos", n_train=30)
+    for i in range(12):
+        (root / "training_set" / "dogs" / f"bad{i:02d}.jpg").write_bytes(b"not a jpeg")
+    arrays = data.load(cfg(source="folder", path=str(root), max_bad_fraction=0.5))
+    summary = data.skipped_summary(arrays)
+    assert "\n" not in summary and summary.startswith("skipped 12 unreadable")
+    shown = [f"bad{i:02d}.jpg" for i in range(12) if f"bad{i:02d}.jpg" in summary]
+    assert shown == ["bad00.jpg", "bad01.jpg", "bad02.jpg"] and "skipped_files.txt" in summary
+    assert data.skipped_summary(data.load(cfg(source="folder", path=str(make_folder(tmp_path / "ok"))))) is None
 
 
 def test_too_many_bad_files_stop_with_an_error(tmp_path):

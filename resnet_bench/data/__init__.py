@@ -14,7 +14,7 @@ import numpy as np
 from .pipeline import Arrays, Pipelines, make_pipelines
 from .sources import LOADERS
 
-__all__ = ["Arrays", "Pipelines", "load", "describe", "make_pipelines", "preview"]
+__all__ = ["Arrays", "Pipelines", "load", "describe", "make_pipelines", "preview", "skipped_summary"]
 
 
 @functools.lru_cache(maxsize=2)
@@ -44,6 +44,21 @@ def load(cfg) -> Arrays:
             arrays.ignored,
         )
     return arrays
+
+
+def skipped_summary(arrays: Arrays, shown: int = 3) -> str | None:
+    """One line on the unreadable images a load skipped: how many, the first few, where the rest are.
+
+    A broken folder of thousands of files would otherwise flood the terminal; ``-v`` prints
+    each one as it is skipped.
+    """
+    if not arrays.skipped:
+        return None
+    names = ", ".join(arrays.skipped[:shown]) + (", ..." if len(arrays.skipped) > shown else "")
+    return (
+        f"skipped {len(arrays.skipped)} unreadable image(s): {names} "
+        "(each run logs the full list as skipped_files.txt; -v prints every one)"
+    )
 
 
 def content_hash(arrays: Arrays) -> str:

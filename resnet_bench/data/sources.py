@@ -9,17 +9,17 @@ path, before anything trains.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
-import pickle
 import tarfile
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from .. import inputs
 from ..errors import UserError
 from . import synthetic
 from .pipeline import IN_MEMORY_BYTES, Arrays
@@ -31,7 +31,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 
 def cache_dir() -> Path:
     """``$RESNET_BENCH_CACHE`` or ``~/.cache/resnet_bench``: generated and decoded data."""
-    return Path(os.environ.get("RESNET_BENCH_CACHE", Path.home() / ".cache" / "resnet_bench"))
+    if "RESNET_BENCH_CACHE" in os.environ:
+        return inputs.writable_folder(os.environ["RESNET_BENCH_CACHE"], "$RESNET_BENCH_CACHE")
+    return inputs.writable_folder(Path.home() / ".cache" / "resnet_bench", "cache folder")
 
 
 def _seeded_choice(items: list, k: int, seed: int, salt: str) -> list:
@@ -59,10 +61,14 @@ def load_synthetic(cfg) -> Arrays:
     )
     key = hashlib.sha256(repr(params).encode()).hexdigest()[:16]
     path = cache_dir() / f"synthetic-{key}.npz"
+    x = y = None
     if path.is_file():
-        with np.load(path) as f:
-            x, y = f["x"], f["y"]
-    else:
+        try:
+            with inputs.reading("cached data set", path), np.load(path, allow_pickle=False) as f:
+                x, y = f["x"], f["y"]
+        except UserError as e:  # a cache damaged outside our atomic write (a full disk, a copy): rebuild it
+            log.warning("%s; generating it again", e)
+    if x is None:
         x, y = synthetic.generate(
             cfg.train_size + cfg.test_size,
             cfg.image_size,
@@ -103,7 +109,8 @@ def decode_image(path: Path, size: int, resize: str) -> np.ndarray:
 def _list_class_dirs(root: Path) -> list[Path]:
     if not root.is_dir():
         raise UserError(f"{root}: folder not found")
-    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    with inputs.reading("photo folder", root):
+        dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(dirs) < 2:
         raise UserError(f"{root}: needs at least two class folders, found {len(dirs)}")
     return dirs
@@ -112,7 +119,8 @@ def _list_class_dirs(root: Path) -> list[Path]:
 def _list_files(class_dirs: list[Path]) -> tuple[dict[str, list[Path]], int]:
     files, ignored = {}, 0
     for d in class_dirs:
-        entries = sorted(p for p in d.rglob("*") if p.is_file())
+        with inputs.reading("class folder", d):
+            entries = sorted(p for p in d.rglob("*") if p.is_file())
         images = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
         ignored += len(entries) - len(images)
         if not images:
@@ -122,7 +130,11 @@ def _list_files(class_dirs: list[Path]) -> tuple[dict[str, list[Path]], int]:
 
 
 def _decode_all(items: list[tuple[Path, int]], size: int, resize: str, max_bad: float, root: Path):
-    """Decode files in parallel; skip unreadable ones with a warning, stop if too many fail."""
+    """Decode files in parallel; skip unreadable ones, stop if more than ``max_bad`` fail.
+
+    Each skipped file is logged at INFO (``-v`` prints them); the caller shows a one-line
+    summary (:func:`resnet_bench.data.skipped_summary`) and every run logs the whole list.
+    """
     nbytes = len(items) * size * size * 3
     if nbytes > IN_MEMORY_BYTES:
         key = hashlib.sha256(repr((str(root), size, resize, len(items))).encode()).hexdigest()[:16]
@@ -145,10 +157,11 @@ def _decode_all(items: list[tuple[Path, int]], size: int, resize: str, max_bad: 
         list(pool.map(work, range(len(items))))
     bad.sort()
     for b in bad:
-        log.warning("skipped unreadable image %s", b)
+        log.info("skipped unreadable image %s", b)
     if len(items) and len(bad) / len(items) > max_bad:
         raise UserError(
-            f"{root}: {len(bad)} of {len(items)} images are unreadable (more than {max_bad:.0%}); first: {bad[0]}"
+            f"{root}: {len(bad)} of {len(items)} images are unreadable (more than data.max_bad_fraction = "
+            f"{max_bad:.0%}), e.g. {bad[0]}; -v lists every one"
         )
     labels = np.array([c for _, c in items], np.int64)
     return x[ok], labels[ok], [b.split(" (")[0] for b in bad]
@@ -214,15 +227,31 @@ def _cifar_batches(path: Path) -> dict[str, dict]:
             f = folder / n
             if not f.is_file():
                 raise UserError(f"{f}: missing CIFAR-10 batch file")
-            out[n] = pickle.loads(f.read_bytes(), encoding="bytes")
+            with inputs.reading("CIFAR-10 batch", f):
+                data = f.read_bytes()
+            out[n] = _cifar_batch(inputs.load_array_pickle(data, "CIFAR-10 batch", f), f)
         return out
-    with tarfile.open(path, "r:gz") as tar:
-        members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-        for n in names:
-            if n not in members:
-                raise UserError(f"{path}: archive has no {n}")
-            out[n] = pickle.load(io.BytesIO(tar.extractfile(members[n]).read()), encoding="bytes")
+    with inputs.reading("CIFAR-10 archive", path):
+        with tarfile.open(path, "r:gz") as tar:
+            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            for n in names:
+                if n not in members:
+                    raise UserError(f"{path}: archive has no {n}")
+                where = f"{path}:{n}"
+                out[n] = _cifar_batch(
+                    inputs.load_array_pickle(tar.extractfile(members[n]).read(), "CIFAR-10 batch", where), where
+                )
     return out
+
+
+def _cifar_batch(batch, where) -> dict:
+    """The batch's uint8 images as (N, 3072) and its labels, or a UserError saying what is off."""
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise UserError(f"{where}: not a CIFAR-10 batch (expected a dict with data and labels)")
+    x, y = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(y) != len(x):
+        raise UserError(f"{where}: not a CIFAR-10 batch (data {x.dtype} {x.shape}, {len(y)} labels)")
+    return {b"data": x, b"labels": y}
 
 
 def load_cifar10(cfg) -> Arrays:
@@ -306,12 +335,16 @@ def load_arrays(cfg) -> Arrays:
     if not path.is_file():
         raise UserError(f"{path}: array file not found")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as f:
+        with inputs.reading("array file", path):
+            if not zipfile.is_zipfile(path):
+                raise UserError(f"array file {path}: not an .npz archive (no zip header); save it with numpy.savez")
+        # numpy refuses object arrays (pickles) with a ValueError: an input error here
+        with inputs.reading("array file", path, refused=(ValueError,)), np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
     elif path.suffix in (".h5", ".hdf5"):
         import h5py
 
-        with h5py.File(path, "r") as f:
+        with inputs.reading("array file", path), h5py.File(path, "r") as f:
             data = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
     else:
         raise UserError(f"{path}: array files must be .npz or .h5")

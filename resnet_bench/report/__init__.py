@@ -103,14 +103,16 @@ def log_report_run(uri: str, experiment: str, out: Path, ctx: dict) -> str:
 
 
 def cli_report(args) -> int:
-    from ..tracking import check_reachable, resolve_uri
+    from .. import inputs
 
     experiment = args.experiment
     if experiment.endswith(".toml"):
         experiment = Path(experiment).stem
-    uri = resolve_uri(args.tracking_uri)
-    check_reachable(uri)
-    out = Path(args.out or f"reports/{experiment}.md")
+    uri = inputs.tracking_uri(args.tracking_uri, must_exist=True)
+    out = inputs.output_path(args.out or f"reports/{experiment}.md", "--out")
+    for flag in ("csv", "parquet"):
+        if getattr(args, flag):
+            inputs.output_path(getattr(args, flag), f"--{flag}")
     command = f"resnet-bench report {experiment}"
     if args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
         command += " --tracking-uri URI"

@@ -1,0 +1,374 @@
+"""Where what the user supplies enters: files, folders, tracking URIs, output paths, argv.
+
+Every input a user hands us comes through one of these functions, which return it ready to
+use or raise :class:`~resnet_bench.errors.UserError` naming the input and the reason in one
+line. The failures that bad input is *expected* to cause (the ``OSError`` family, truncated
+or foreign files, refused pickles, unknown URI schemes, MLflow refusing a store) are
+translated here and nowhere else, each inside a block that does nothing but read that input;
+anything else is a bug and keeps its traceback (see :func:`resnet_bench.cli.main`).
+
+The module imports neither TensorFlow nor MLflow, so the command line can check its inputs
+before it loads either and answer a mistake at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import pickle
+import re
+import tarfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
+from pathlib import Path
+
+from .errors import UserError
+
+# MLflow 3's tracking-store schemes (mlflow.tracking._tracking_service.utils registers these);
+# a dialect may carry a driver, as in postgresql+psycopg2://.
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks")
+SERVER_TIMEOUT_S = 10
+
+# Read errors that a damaged or foreign file raises from the readers we use (zipfile for .npz,
+# h5py, tarfile and gzip, pickle, PIL): an input problem, never a bug of ours.
+_CORRUPT = (EOFError, zipfile.BadZipFile, tarfile.TarError, zlib.error, pickle.UnpicklingError, UnicodeDecodeError)
+
+
+# -- command line ------------------------------------------------------------------------
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``resnet-bench run: error: ... (see '... --help')``.
+
+    argparse prints the whole usage block before its error, which buries the one line that
+    matters; ``--help`` still shows the usage. Sub-parsers inherit the class.
+    """
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
+def name_list(text: str) -> list[str]:
+    """argparse type: ``a,b,c`` (empty items dropped)."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got {text!r}")
+    return items
+
+
+def seed_list(text: str) -> list[int]:
+    """argparse type: ``0,1,2``: non-negative integers."""
+    try:
+        seeds = [int(x) for x in name_list(text)]
+    except ValueError:
+        seeds = [-1]
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers, got {text!r}")
+    return seeds
+
+
+def jobs(text: str) -> int | str:
+    """argparse type for ``--jobs``: a positive integer or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}") from None
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a number >= 0 (a share of a GPU or of the CPUs)."""
+    try:
+        x = float(text)
+    except ValueError:
+        x = -1.0
+    if not x >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return x
+
+
+def env_float(name: str, default: float) -> float:
+    """A number from the environment, told as a one-line error when it is not one."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"${name}: expected a number, got {text!r}") from None
+
+
+# -- files and folders -------------------------------------------------------------------
+
+
+def blocking_file(path: Path) -> Path | None:
+    """The first ancestor of ``path`` that is a regular file (so ``path`` cannot exist), if any."""
+    for parent in reversed(Path(path).expanduser().absolute().parents):
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return None
+
+
+def os_reason(e: OSError, path) -> str:
+    """A short reason for an ``OSError`` met at ``path``, in the user's terms."""
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    if isinstance(e, NotADirectoryError) or (isinstance(e, FileExistsError) and blocking_file(path)):
+        block = blocking_file(path)
+        return f"{block} is a regular file, not a folder" if block else "a part of the path is not a folder"
+    if isinstance(e, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(e, FileNotFoundError):
+        return "not found"
+    return e.strerror or str(e) or type(e).__name__
+
+
+@contextlib.contextmanager
+def reading(what: str, path, refused: tuple[type[BaseException], ...] = ()):
+    """Translate the read errors of a damaged, foreign or inaccessible file into a UserError.
+
+    Wrap only the call that reads the file, so that the same exception raised by our own code
+    elsewhere still shows as the bug it is. ``refused`` adds exception types that the reader
+    uses to reject content (numpy's ``ValueError`` for pickled arrays in an ``.npz``).
+    """
+    try:
+        yield
+    except UserError:
+        raise
+    except OSError as e:
+        raise UserError(f"{what} {path}: {_read_reason(e, path)}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} {path}: not UTF-8 text ({_first_line(e)})") from None
+    except _CORRUPT as e:
+        raise UserError(f"{what} {path}: unreadable, truncated or not this kind of file ({_first_line(e)})") from None
+    except refused as e:
+        raise UserError(f"{what} {path}: {_refusal(e)}") from None
+
+
+def _read_reason(e: OSError, path) -> str:
+    if type(e) is OSError:
+        # h5py and PIL raise plain OSErrors for damaged content ("truncated file", "not HDF5")
+        return f"unreadable, truncated or not this kind of file ({_first_line(e)})"
+    return os_reason(e, path)
+
+
+def _refusal(e: BaseException) -> str:
+    text = _first_line(e)
+    if "pickle" in text.lower():
+        return "holds pickled Python objects, refused because loading them can run code; save plain numeric arrays"
+    return text
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def read_text(path, what: str) -> str:
+    """A UTF-8 text file the user names (an experiment file)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise UserError(f"{what} {path}: is a folder, not a file")
+    if not p.exists():
+        block = blocking_file(p)
+        raise UserError(f"{what} {path}: " + (f"{block} is a regular file, not a folder" if block else "not found"))
+    with reading(what, path):
+        return p.read_text(encoding="utf-8")
+
+
+def existing_path(path, what: str, kind: str = "any") -> Path:
+    """A data path that must exist: ``kind`` is ``file``, ``folder`` or ``any``."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        block = blocking_file(p)
+        raise UserError(f"{what} {path}: " + (f"{block} is a regular file, not a folder" if block else "not found"))
+    if kind == "folder" and not p.is_dir():
+        raise UserError(f"{what} {path}: is a file, not a folder")
+    if kind == "file" and not p.is_file():
+        raise UserError(f"{what} {path}: is a folder, not a file")
+    if not os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0)):
+        raise UserError(f"{what} {path}: permission denied")
+    return p
+
+
+def writable_folder(path, what: str) -> Path:
+    """A folder we create if needed and write into (a cache, an artifact root)."""
+    p = Path(path).expanduser()
+    block = blocking_file(p / "x")
+    if block is not None:
+        raise UserError(f"{what} {path}: {block} is a regular file, not a folder")
+    folder = next(a for a in [p, *p.absolute().parents] if a.exists())
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: permission denied ({folder} is not writable)")
+    return p
+
+
+def output_path(path, what: str) -> Path:
+    """A file we are about to write: its folder must be creatable and writable.
+
+    Checked before the work that produces it, so a typo in ``--out`` does not cost a run.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise UserError(f"{what} {path}: is a folder, not a file")
+    block = blocking_file(p)
+    if block is not None:
+        raise UserError(f"{what} {path}: {block} is a regular file, not a folder")
+    folder = next(a for a in [p.parent, *p.parent.absolute().parents] if a.exists())
+    target = p if p.exists() else folder
+    if not os.access(target, os.W_OK):
+        raise UserError(f"{what} {path}: permission denied ({target} is not writable)")
+    return p
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles dicts, lists, bytes and numpy arrays, and refuses every other global.
+
+    The official CIFAR-10 batches are pickles; a pickle can name any callable and so run any
+    code while it loads. Only the handful of numpy reconstructors an array needs pass.
+    """
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # bytes pickled by Python 3 at protocol 2
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused pickle: it references {module}.{name}, not only arrays")
+        return super().find_class(module, name)
+
+
+def load_array_pickle(data: bytes, what: str, path) -> dict:
+    """A pickled dict of arrays (the CIFAR-10 batch format), loaded without running code."""
+    with reading(what, path):
+        return _ArraysOnly(io.BytesIO(data), encoding="bytes").load()
+
+
+# -- tracking stores ---------------------------------------------------------------------
+
+
+def tracking_uri(uri: str | None, must_exist: bool = False) -> str:
+    """``--tracking-uri`` > ``$MLFLOW_TRACKING_URI`` > ``sqlite:///<cwd>/mlflow.db``, checked.
+
+    Checks what can be checked without MLflow: the scheme is one MLflow serves, a SQLite
+    database and its ``mlruns/`` artifact folder sit in a writable folder that no regular file
+    blocks, and a server answers its health check. ``must_exist`` (the report) refuses a
+    SQLite file that is not there instead of creating an empty store from a typo.
+    """
+    origin = "--tracking-uri" if uri else "$MLFLOW_TRACKING_URI"
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        origin, uri = "default store", f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    where = f"{origin} {uri}"
+    scheme = urllib.parse.urlparse(uri).scheme.split("+")[0].lower()
+    if scheme and len(scheme) > 1 and scheme not in TRACKING_SCHEMES:  # one letter: a Windows drive
+        raise UserError(f"{where}: unsupported scheme {scheme!r} (MLflow stores: {', '.join(TRACKING_SCHEMES)})")
+    if scheme == "sqlite" and uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
+        _check_sqlite(Path(uri[len("sqlite:///") :]), where, must_exist)
+    elif scheme in ("", "file"):
+        folder = urllib.parse.urlparse(uri).path if scheme else uri
+        _check_folder_store(Path("/" + folder.lstrip("/") if folder.startswith("/") else folder), where)
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
+            raise UserError(
+                f"{where}: MLflow 3 opens folder stores only with MLFLOW_ALLOW_FILE_STORE=true; "
+                "use sqlite:///PATH/mlflow.db (`mlflow migrate-filestore` converts a folder store)"
+            )
+    elif scheme in ("http", "https"):
+        check_server(uri, where)
+    return uri
+
+
+def _check_sqlite(db: Path, where: str, must_exist: bool) -> None:
+    block = blocking_file(db)
+    if block is not None:
+        raise UserError(f"{where}: {block} is a regular file, not a folder")
+    if db.is_dir():
+        raise UserError(f"{where}: {db} is a folder, not a database file")
+    if must_exist and not db.exists():
+        raise UserError(f"{where}: no store there ({db} does not exist); run `resnet-bench run` first")
+    artifacts = db.parent / "mlruns"
+    if artifacts.exists() and not artifacts.is_dir():
+        raise UserError(f"{where}: {artifacts} (the artifact folder) is a regular file")
+    folder = next(a for a in [db.parent, *db.parent.absolute().parents] if a.exists())
+    if db.exists() and not os.access(db, os.R_OK | (0 if must_exist else os.W_OK)):
+        raise UserError(f"{where}: permission denied on {db}")
+    if not db.exists() and not os.access(folder, os.W_OK):
+        raise UserError(f"{where}: permission denied ({folder} is not writable)")
+
+
+def _check_folder_store(path: Path, where: str) -> None:
+    block = blocking_file(path)
+    if block is not None:
+        raise UserError(f"{where}: {block} is a regular file, not a folder")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{where}: is a regular file; a file store is a folder (or use sqlite:///{path})")
+
+
+def check_server(uri: str, where: str | None = None) -> None:
+    """A tracking server must answer ``/health`` within ``SERVER_TIMEOUT_S`` seconds."""
+    where = where or f"tracking server {uri}"
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S).read()
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):  # it answers; MLflow's client brings the credentials
+            return
+        raise UserError(f"{where}: answered /health with HTTP {e.code}; is it an MLflow server?") from None
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+            reason = f"no answer within {SERVER_TIMEOUT_S} s"
+        raise UserError(f"{where}: tracking server unreachable ({reason})") from None
+
+
+@contextlib.contextmanager
+def opening_store(uri: str):
+    """Translate what MLflow raises when it first opens a store the user named.
+
+    :func:`tracking_uri` catches most mistakes first; this covers what only MLflow knows
+    (a refused file store, a database it cannot open, a missing database driver). Wrap only
+    the store's creation and first query.
+    """
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except MlflowException as e:
+        raise UserError(f"tracking store {uri}: {_first_sentence(e.message)}") from None
+    except ImportError as e:
+        raise UserError(f"tracking store {uri}: needs the {e.name or 'database driver'} package ({e})") from None
+    except SQLAlchemyError as e:
+        reason = _first_line(getattr(e, "orig", None) or e)
+        raise UserError(f"tracking store {uri}: the database cannot be opened ({reason})") from None
+    except OSError as e:
+        raise UserError(f"tracking store {uri}: {os_reason(e, uri)}") from None
+
+
+def _first_sentence(text: str) -> str:
+    line = _first_line(Exception(text))
+    return re.split(r"(?<=[a-z0-9)'])\. (?=[A-Z])", line)[0].rstrip(".")
