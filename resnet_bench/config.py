@@ -244,6 +244,11 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
         raise UserError(f"{origin}: data.classes must be at least 2, got {d.classes}")
     if t.loss == "binary" and d.source == "synthetic" and d.classes != 2:
         raise UserError(f"{origin}: train.loss = 'binary' needs 2 classes, data.classes is {d.classes}")
+    if t.jit_compile == "on" and t.deterministic:
+        raise UserError(
+            f"{origin}: train.jit_compile = 'on' needs train.deterministic = false "
+            "(Keras compiles without XLA while op determinism is on)"
+        )
     if t.lr_schedule == "step" and list(t.lr_boundaries) != sorted(t.lr_boundaries):
         raise UserError(f"{origin}: train.lr_boundaries must be increasing, got {list(t.lr_boundaries)}")
     for spec_err in _variant_errors(cfg):

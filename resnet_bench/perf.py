@@ -52,7 +52,12 @@ class Subject:
         shape = model.input_shape[1:]
         self.x = tf.random.stateless_normal((batch_size, *shape), seed=[5, 6])
         self.y = tf.constant(np.arange(batch_size) % classes)
+        if jit:  # Keras drops XLA while op determinism is on, and an earlier training may have left it on
+            from tensorflow.python.framework import config as tf_config
+
+            tf_config.disable_op_determinism()
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", jit_compile=jit)
+        self.jit = bool(model.jit_compile)  # what Keras compiled
         self.macs = count_macs(model)
         self.train_rates: list[float] = []
         self.infer_rates: list[float] = []
@@ -79,6 +84,7 @@ class Subject:
         gflops = 6 * self.macs * ips / 1e9
         return {
             "model": self.name,
+            "jit_compiled": self.jit,
             "macs": self.macs,
             "warmup_seconds": warmup,
             "train_images_per_second": ips,

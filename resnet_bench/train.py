@@ -42,14 +42,17 @@ def resolve_device_settings(train_cfg) -> DeviceSettings:
     """Fastest measured defaults per device kind (see reports/perf.md), overridable by the file.
 
     On CPU, mixed precision only slows the convolutions down and XLA gave 1.0-1.5x
-    inconsistently after a ~20 s compile, so both stay off; on GPU both are on.
+    inconsistently after a ~20 s compile, so both stay off; on GPU mixed precision is on, and
+    XLA too when ``train.deterministic`` is false: Keras compiles without XLA while TensorFlow's
+    op determinism is on (``keras.src.trainers.trainer.model_supports_jit``), so a deterministic
+    run resolves to no XLA and says so, rather than asking for XLA and silently not getting it.
     """
     gpu = bool(tf.config.list_physical_devices("GPU"))
     mp = train_cfg.mixed_precision
     if mp == "auto":
         mp = "float16" if gpu else "off"
     jit = train_cfg.jit_compile
-    jit = gpu if jit == "auto" else jit == "on"
+    jit = gpu and not train_cfg.deterministic if jit == "auto" else jit == "on"
     return DeviceSettings("gpu" if gpu else "cpu", mp, jit)
 
 
@@ -284,7 +287,7 @@ def _compile(t, spec, shape, num_classes, binary, settings, steps_per_epoch, pro
         "macs": count_macs(model),
         "device": settings.device,
         "mixed_precision_resolved": settings.mixed_precision,
-        "jit_compile_resolved": settings.jit_compile,
+        "jit_compile_resolved": bool(model.jit_compile),  # what Keras compiled, not what was asked
     }
     lines: list[str] = []
     model.summary(print_fn=lambda s, **_: lines.append(s), line_length=110)

@@ -48,6 +48,8 @@ def test_every_field_can_be_set_from_the_file(tiny_file):
             choices = config.CHOICES.get(f"{section}.{f.name}")
             if choices:
                 new = next((c for c in choices if c != value), value)
+                if f"{section}.{f.name}" == "train.jit_compile":
+                    new = "off"  # "on" needs deterministic = false (tested below)
                 if f"{section}.{f.name}" in ("data.source", "train.loss", "model.flavour", "model.family"):
                     continue  # need other settings to be valid; covered elsewhere
             elif isinstance(value, bool):
@@ -85,6 +87,7 @@ def test_every_field_can_be_set_from_the_file(tiny_file):
         ("data.holdout_fraction=1.5", "data.holdout_fraction"),
         ("data.source='folder'", "needs data.path"),
         ("model.width=-1", "width"),
+        ("train.jit_compile='on'", "train.jit_compile = 'on' needs train.deterministic = false"),
     ],
 )
 def test_bad_values_are_one_line_errors_naming_key_and_file(tiny_file, override, needle):
@@ -147,3 +150,19 @@ def test_reading_an_experiment_file_loads_no_deep_learning_framework(tiny_file):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_xla_resolves_off_wherever_op_determinism_would_make_keras_drop_it(tiny_file, monkeypatch):
+    import tensorflow as tf
+
+    from resnet_bench.train import resolve_device_settings
+
+    cfg = config.load(tiny_file, ["train.jit_compile='on'", "train.deterministic=false"])
+    assert resolve_device_settings(cfg.train).jit_compile is True
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["a GPU"])
+    gpu = {
+        d: resolve_device_settings(config.load(tiny_file, [f"train.deterministic={d}"]).train)
+        for d in ("true", "false")
+    }
+    assert gpu["true"].jit_compile is False and gpu["false"].jit_compile is True
+    assert gpu["true"].mixed_precision == gpu["false"].mixed_precision == "float16"
