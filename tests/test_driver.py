@@ -12,14 +12,13 @@ from resnet_bench.driver import plan, select
 from resnet_bench.models import describe
 from resnet_bench.tracking import Store
 
-from .helpers import EPOCH_METRICS, ROOT, all_runs, by_status, spawn, store_uri, wait_for_mid_run
+from .helpers import EPOCH_METRICS, ROOT, SLOW_RUN, all_runs, by_status, spawn, store_uri, wait_for_mid_run
 
 pytestmark = pytest.mark.slow
 
 
 # Runs long enough (about 20 epochs of 60 steps) that a signal sent after the first epoch
 # always lands mid-run, however fast the machine.
-SLOW_RUN = "--set train.epochs=20 --set data.train_size=2000"
 
 
 def cli_args(experiment, uri: str, extra: str = "") -> list[str]:

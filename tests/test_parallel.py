@@ -10,11 +10,9 @@ from mlflow.tracking import MlflowClient
 from resnet_bench import cli, config, data, scheduler
 from resnet_bench.train import clear_compiled, train_run
 
-from .helpers import all_runs, by_status, spawn, store_uri, wait_for_mid_run
+from .helpers import SLOW_RUN, all_runs, by_status, spawn, store_uri, wait_for_mid_run
 
 pytestmark = pytest.mark.slow
-
-SLOW_RUN = "--set train.epochs=20 --set data.train_size=2000"
 
 
 def _losses(uri, experiment):
