@@ -127,8 +127,9 @@ def _cmd_data(args) -> int:
         print(f"{split:<6} {sum(counts.values()):>7} images: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
     if info["ignored"]:
         print(f"ignored {info['ignored']} non-image file(s)")
-    if data.skipped_summary(arrays):
-        print(data.skipped_summary(arrays))
+    summary = data.skipped_summary(arrays)
+    if summary:
+        print(summary)
     return 0
 
 

@@ -73,6 +73,26 @@ def _retry(fn, *args, **kwargs):
             time.sleep(0.2 * (attempt + 1))
 
 
+@contextlib.contextmanager
+def _schema_lock(uri: str):
+    """An exclusive lock beside a SQLite store's file (nothing for other stores or off POSIX)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None
+    if not uri.startswith("sqlite:///") or fcntl is None:
+        yield
+        return
+    db = Path(uri[len("sqlite:///") :])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 class Store:
     """An MLflow tracking store addressed by URI, with the calls the driver needs."""
 
@@ -81,27 +101,12 @@ class Store:
         self._initialise()
 
     def _initialise(self) -> None:
-        """Touch the store once under a file lock: MLflow creates a new SQLite schema on first
-        use, and two sweeps doing that at the same moment collide ("duplicate column")."""
-        db = Path(self.uri[len("sqlite:///") :]) if self.uri.startswith("sqlite:///") else None
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX
-            fcntl = None
-        if db is None or fcntl is None:
-            with inputs.opening_store(self.uri):  # one query, so a refused login is told here
-                self.client = MlflowClient(tracking_uri=self.uri)
-                self.call("search_experiments", max_results=1)
-            return
-        with inputs.opening_store(self.uri):
-            db.parent.mkdir(parents=True, exist_ok=True)
-            with open(f"{db}.lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                try:
-                    self.client = MlflowClient(tracking_uri=self.uri)
-                    self.call("search_experiments", max_results=1)
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+        """Open the store with one query: what MLflow refuses (a foreign file, a login) is told
+        here as one line, and a new SQLite schema is created under a file lock, because two
+        sweeps creating it at the same moment collide ("duplicate column")."""
+        with inputs.opening_store(self.uri), _schema_lock(self.uri):
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.call("search_experiments", max_results=1)
 
     def call(self, name: str, *args, **kwargs):
         return _retry(getattr(self.client, name), *args, **kwargs)
