@@ -340,8 +340,8 @@ def train_run(
     binary = t.loss == "binary"
     num_classes = len(arrays.classes)
     shape = tuple(arrays.x_train.shape[1:])
-    steps_per_epoch = len(arrays.x_train) // t.batch_size
-    key = (spec, shape, num_classes, binary, t, settings, steps_per_epoch, probes)
+    steps = data_mod.steps_per_epoch(len(arrays.x_train), t.batch_size)  # known before the pipelines
+    key = (spec, shape, num_classes, binary, t, settings, steps, probes)
     entry = _COMPILED.get(key) if reuse and t.distribute == "none" else None
     # No keras.backend.clear_session() and, on reuse, no TensorFlow seed: either would drop
     # the compiled functions kept for reuse (see seed_everything).

@@ -11,10 +11,10 @@ import hashlib
 
 import numpy as np
 
-from .pipeline import Arrays, Pipelines, make_pipelines
+from .pipeline import Arrays, Pipelines, make_pipelines, steps_per_epoch
 from .sources import LOADERS
 
-__all__ = ["Arrays", "Pipelines", "load", "describe", "make_pipelines", "preview", "skipped_summary"]
+__all__ = ["Arrays", "Pipelines", "load", "describe", "make_pipelines", "preview", "skipped_summary", "steps_per_epoch"]
 
 
 @functools.lru_cache(maxsize=2)

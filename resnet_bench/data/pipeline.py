@@ -95,6 +95,11 @@ def _augment(images, seed):
     return tf.where(flip[:, None, None, None], tf.reverse(out, axis=[2]), out)
 
 
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches per pass over the training split (the last partial batch is dropped)."""
+    return n_train // batch_size
+
+
 def make_pipelines(
     arrays: Arrays,
     batch_size: int,
@@ -165,6 +170,6 @@ def make_pipelines(
         train=train,
         test=test,
         probe=(np.asarray(px), np.asarray(py)),
-        steps_per_epoch=n // batch_size,
+        steps_per_epoch=steps_per_epoch(n, batch_size),
         test_steps=-(-len(arrays.x_test) // batch_size),
     )
