@@ -62,6 +62,12 @@ def search_runs(client: MlflowClient, exp_id: str, filter_string: str = "") -> l
             return out
 
 
+def _duplicate_key(e: Exception) -> bool:
+    """A database's unique-key violation, as SQLite, PostgreSQL and MySQL word it."""
+    text = str(e).lower()
+    return any(k in text for k in ("unique constraint", "integrityerror", "duplicate key", "duplicate entry"))
+
+
 def _retry(fn, *args, **kwargs):
     """SQLite allows one writer at a time: two sweeps on one store retry instead of crashing."""
     for attempt in range(20):
@@ -288,4 +294,14 @@ class TrackedRun:
         """An MLflow dataset input (the run's Datasets column in the UI), context "training"."""
         dataset = Dataset(name, digest, source_type, json.dumps(source), json.dumps(schema), json.dumps(profile))
         tags = [InputTag("mlflow.data.context", "training")]
-        self.store.call("log_inputs", self.run_id, datasets=[DatasetInput(dataset, tags)])
+        for attempt in range(3):
+            try:
+                self.store.call("log_inputs", self.run_id, datasets=[DatasetInput(dataset, tags)])
+                return
+            except Exception as e:
+                # MLflow looks a dataset up, then inserts it if absent; two runs of one sweep
+                # logging the same new dataset at the same moment (on a server, where requests
+                # run in threads) can both insert, and the second hits the unique key. Once it
+                # exists, a retry finds it and links it to this run.
+                if not _duplicate_key(e) or attempt == 2:
+                    raise

@@ -71,6 +71,36 @@ def test_every_run_records_its_data_set_as_an_mlflow_dataset_input(tiny_sweep):
         assert json.loads(d.source)["generator"] == "resnet_bench.data.synthetic"
 
 
+def test_dataset_input_survives_a_concurrent_insert_of_the_same_dataset(tmp_path, monkeypatch):
+    """Two runs logging one new dataset at once: the loser of MLflow's insert race retries."""
+    from mlflow.exceptions import MlflowException
+
+    from resnet_bench.tracking import TrackedRun
+
+    store = Store(store_uri(tmp_path))
+    exp_id = store.experiment_id("race")
+    run_id = store.client.create_run(exp_id).info.run_id
+    calls, real = [], store.call
+
+    def racing(name, *args, **kwargs):
+        calls.append(name)
+        if name == "log_inputs" and calls.count("log_inputs") == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(store, "call", racing)
+    TrackedRun(store, run_id).log_dataset("d", "abc", "code", {}, {}, {})
+    assert calls.count("log_inputs") == 2
+    assert [i.dataset.digest for i in store.client.get_run(run_id).inputs.dataset_inputs] == ["abc"]
+
+    def broken(name, *args, **kwargs):
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST")
+
+    monkeypatch.setattr(store, "call", broken)
+    with pytest.raises(MlflowException, match="RESOURCE_DOES_NOT_EXIST"):  # other errors are not retried
+        TrackedRun(store, run_id).log_dataset("d", "abc", "code", {}, {}, {})
+
+
 def test_rerun_trains_nothing_and_creates_no_runs(tiny_sweep, capsys):
     tmp, exp, uri = tiny_sweep
     before = {r.info.run_id for r in all_runs(uri, "tiny")}
