@@ -183,12 +183,7 @@ def _first_line(e: BaseException) -> str:
 
 def read_text(path, what: str) -> str:
     """A UTF-8 text file the user names (an experiment file)."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise UserError(f"{what} {path}: is a folder, not a file")
-    if not p.exists():
-        block = blocking_file(p)
-        raise UserError(f"{what} {path}: " + (f"{block} is a regular file, not a folder" if block else "not found"))
+    p = existing_path(path, what, "file")
     with reading(what, path):
         return p.read_text(encoding="utf-8")
 
@@ -272,6 +267,15 @@ def load_array_pickle(data: bytes, what: str, path) -> dict:
 # -- tracking stores ---------------------------------------------------------------------
 
 
+def resolve_uri(uri: str | None = None) -> str:
+    """``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > MLflow 3's default, ``mlflow.db`` here.
+
+    The default is made absolute so that artifacts and database stay together whatever the
+    working directory of later steps.
+    """
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
 def tracking_uri(uri: str | None, must_exist: bool = False) -> str:
     """``--tracking-uri`` > ``$MLFLOW_TRACKING_URI`` > ``sqlite:///<cwd>/mlflow.db``, checked.
 
@@ -280,10 +284,11 @@ def tracking_uri(uri: str | None, must_exist: bool = False) -> str:
     blocks, and a server answers its health check. ``must_exist`` (the report) refuses a
     SQLite file that is not there instead of creating an empty store from a typo.
     """
-    origin = "--tracking-uri" if uri else "$MLFLOW_TRACKING_URI"
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        origin, uri = "default store", f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if uri:
+        origin = "--tracking-uri"
+    else:
+        origin = "$MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "default store"
+    uri = resolve_uri(uri)
     where = f"{origin} {uri}"
     scheme = urllib.parse.urlparse(uri).scheme.split("+")[0].lower()
     if scheme and len(scheme) > 1 and scheme not in TRACKING_SCHEMES:  # one letter: a Windows drive
@@ -365,8 +370,8 @@ def opening_store(uri: str):
     except SQLAlchemyError as e:
         reason = _first_line(getattr(e, "orig", None) or e)
         raise UserError(f"tracking store {uri}: the database cannot be opened ({reason})") from None
-    except OSError as e:
-        raise UserError(f"tracking store {uri}: {os_reason(e, uri)}") from None
+    except OSError as e:  # the store's folder or lock file (tracking_uri checked the path first)
+        raise UserError(f"tracking store {uri}: {e.strerror or e}") from None
 
 
 def _first_sentence(text: str) -> str:

@@ -39,18 +39,6 @@ HEARTBEAT_SECONDS = 60
 _MAX_BATCH = 900  # MLflow caps a log_batch call at 1000 params + metrics + tags
 
 
-def resolve_uri(uri: str | None = None) -> str:
-    """``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > MLflow 3's default, ``mlflow.db`` here.
-
-    The default is made absolute so that artifacts and database stay together whatever the
-    working directory of later steps.
-    """
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
 def search_runs(client: MlflowClient, exp_id: str, filter_string: str = "") -> list:
     """Every run of an experiment matching ``filter_string``, page after page."""
     out, token = [], None
@@ -103,7 +91,7 @@ class Store:
     """An MLflow tracking store addressed by URI, with the calls the driver needs."""
 
     def __init__(self, uri: str | None = None):
-        self.uri = resolve_uri(uri)
+        self.uri = inputs.resolve_uri(uri)
         self._initialise()
 
     def _initialise(self) -> None:
