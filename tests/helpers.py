@@ -57,8 +57,9 @@ def wait_for_mid_run(uri: str, experiment: str, after_finished: int = 0, timeout
     client = MlflowClient(tracking_uri=uri)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        running = by_status(uri, experiment, "RUNNING")
-        if running and len(by_status(uri, experiment, "FINISHED")) >= after_finished:
+        runs = all_runs(uri, experiment)  # one snapshot: a run cannot count as running and as finished
+        running = [r for r in runs if r.info.status == "RUNNING"]
+        if running and sum(r.info.status == "FINISHED" for r in runs) >= after_finished:
             if client.get_metric_history(running[0].info.run_id, "train_loss"):
                 return running[0]
         time.sleep(0.3)

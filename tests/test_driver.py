@@ -166,7 +166,8 @@ def test_divergence_marks_failed_and_the_sweep_goes_on(tmp_path, tiny_file):
 
 def test_interrupt_keeps_epochs_marks_killed_and_resumes(tmp_path, tiny_file):
     uri = store_uri(tmp_path)
-    args = cli_args(tiny_file, uri, f"--seeds 0 --models resnet8,plain8 {SLOW_RUN}")
+    # --jobs 1: the second run starts only when the first has finished, so it is caught mid-way
+    args = cli_args(tiny_file, uri, f"--seeds 0 --models resnet8,plain8 --jobs 1 {SLOW_RUN}")
     proc = spawn(args, cwd=tmp_path)
     client = MlflowClient(tracking_uri=uri)
     wait_for_mid_run(uri, "tiny", after_finished=1)  # the second run, mid-way
@@ -174,7 +175,7 @@ def test_interrupt_keeps_epochs_marks_killed_and_resumes(tmp_path, tiny_file):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     killed = by_status(uri, "tiny", "KILLED")
-    assert len(killed) == 1
+    assert len(killed) == 1, ([(r.data.params.get("model"), r.info.status) for r in all_runs(uri, "tiny")], out)
     assert client.get_metric_history(killed[0].info.run_id, "train_loss")  # epochs done are kept
     assert cli.main(args) == 0
     finished = by_status(uri, "tiny", "FINISHED")
