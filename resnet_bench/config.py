@@ -80,6 +80,11 @@ class TrainConfig:
     distribute: str = "none"  # none | mirrored | multi_worker
     intra_op_threads: int = 0  # TensorFlow's intra-op thread pool; 0: its default (one per core)
     grad_probe_size: int = 32  # images in the fixed batch for per-stage gradient norms
+    # Training steps per compiled call (Keras' steps_per_execution): small nets on a CPU are
+    # dispatch-bound, and k steps per call pay Python's and the executor's overhead once per k
+    # (reports/perf.md). Resolved to the largest divisor of the epoch's steps, so an epoch is
+    # never lengthened; the same updates in the same order, so the numbers do not change.
+    steps_per_execution: int = 1
     save_weights: bool = False
 
 
@@ -170,6 +175,7 @@ POSITIVE = {
     "train.batch_size",
     "train.learning_rate",
     "train.grad_probe_size",
+    "train.steps_per_execution",
 }
 FRACTIONS = {
     "data.holdout_fraction",

@@ -33,6 +33,7 @@ RUN_PARAMS: dict[str, tuple[type, str]] = {
     "device": (str, "cpu or gpu"),
     "mixed_precision_resolved": (str, "off, float16 or bfloat16, after 'auto'"),
     "jit_compile_resolved": (str, "whether XLA compiled the train step, after 'auto'"),
+    "steps_per_execution_resolved": (int, "training steps per compiled call (a divisor of the epoch's steps)"),
 }
 
 # Resolved config fields the report reads (all of them are logged; see config.flatten).
@@ -57,8 +58,8 @@ EPOCH_METRICS: dict[str, str] = {
     "val_loss": "loss on the validation split after the epoch",
     "val_accuracy": "accuracy on the validation split after the epoch",
     "epoch_seconds": "wall time of training plus validation",
-    "step_ms_median": "median training step time",
-    "step_ms_p90": "90th percentile training step time",
+    "step_ms_median": "median training step time (each compiled call's time over its steps)",
+    "step_ms_p90": "90th percentile training step time (per compiled call, as the median)",
     "images_per_second": "training throughput",
     "learning_rate": "learning rate at the end of the epoch",
 }
@@ -84,7 +85,7 @@ RUN_TAGS = (
 
 # Params logged only once the model is built: a run that failed before that lacks them.
 MODEL_PARAMS = ("params_total", "params_trainable", "params_non_trainable", "macs", "device",
-                "mixed_precision_resolved", "jit_compile_resolved")  # fmt: skip
+                "mixed_precision_resolved", "jit_compile_resolved", "steps_per_execution_resolved")  # fmt: skip
 
 
 def is_epoch_metric(name: str) -> bool:

@@ -87,6 +87,15 @@ def make_strategy(name: str):
     return tf.distribute.get_strategy()
 
 
+def resolve_steps_per_execution(requested: int, steps_per_epoch: int) -> int:
+    """The largest divisor of ``steps_per_epoch`` not above ``requested``.
+
+    Keras runs whole calls of k steps and the training stream never ends, so a k that does not
+    divide the epoch would silently train up to k - 1 extra steps in every epoch.
+    """
+    return max(k for k in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % k == 0)
+
+
 def make_optimizer(t, steps_per_epoch: int):
     lr = t.learning_rate
     if t.lr_schedule == "step":
@@ -184,11 +193,15 @@ class EpochRecorder(keras.callbacks.Callback):
         self.epoch_start = time.perf_counter()
 
     def on_train_batch_begin(self, batch, logs=None):
+        self.first_step = batch
         self.t0 = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
+        # With k steps per compiled call Keras calls these hooks once per call, with the first
+        # and last step of the call: each of its k steps is credited with a k-th of its time.
         self.t1 = time.perf_counter()
-        self.steps.append(self.t1 - self.t0)
+        k = batch - self.first_step + 1
+        self.steps.extend([(self.t1 - self.t0) / k] * k)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -280,7 +293,14 @@ def _compile(t, spec, shape, num_classes, binary, settings, steps_per_epoch, pro
             add_l2_penalty(model, t.weight_decay)
         loss_fn, metric = make_loss(t, num_classes)
         optimizer = make_optimizer(t, steps_per_epoch)
-        model.compile(optimizer=optimizer, loss=loss_fn, metrics=[metric], jit_compile=settings.jit_compile)
+        spe = resolve_steps_per_execution(t.steps_per_execution, steps_per_epoch)
+        model.compile(
+            optimizer=optimizer,
+            loss=loss_fn,
+            metrics=[metric],
+            jit_compile=settings.jit_compile,
+            steps_per_execution=spe,
+        )
         optimizer.build(model.trainable_variables)  # what fit would do first; built now to snapshot it
     info = {
         **count_params(model),
@@ -288,6 +308,7 @@ def _compile(t, spec, shape, num_classes, binary, settings, steps_per_epoch, pro
         "device": settings.device,
         "mixed_precision_resolved": settings.mixed_precision,
         "jit_compile_resolved": bool(model.jit_compile),  # what Keras compiled, not what was asked
+        "steps_per_execution_resolved": spe,
     }
     lines: list[str] = []
     model.summary(print_fn=lambda s, **_: lines.append(s), line_length=110)
