@@ -18,6 +18,7 @@ SECTIONS = [
     "## Shortcut effect",
     "## Degradation check",
     "### Verdict",
+    "## Where depth starts to pay",
     "## Figures",
     "## Run index",
 ]
@@ -36,7 +37,7 @@ def test_report_has_every_section_and_its_figures(reported):
     text = out.read_text()
     for s in SECTIONS:
         assert s in text, s
-    for name in ("train_loss", "accuracy", "grad_norms", "step_time"):
+    for name in ("train_loss", "accuracy", "grad_norms", "fig6", "step_time"):
         png = out.parent / "figures" / "tiny" / f"{name}.png"
         assert png.is_file() and png.stat().st_size > 1000
         assert f"](figures/tiny/{name}.png)" in text

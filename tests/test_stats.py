@@ -123,10 +123,10 @@ def test_zero_init_variants_are_reported_beside_the_papers_nets():
             "plain56": [1.79, 1.8, 1.78]}  # fmt: skip
     out = {v.claim: v for v in stats.verdicts(runs_frame(loss))}
     assert out["Residual depth"].outcome == "not reproduced"
-    assert out["Residual depth (zero-init)"].outcome == "reproduced"
-    assert "resnet56-zi vs resnet20-zi" in out["Residual depth (zero-init)"].sentence
+    assert out["Residual depth (zero-init departure)"].outcome == "reproduced"
+    assert "resnet56-zi vs resnet20-zi" in out["Residual depth (zero-init departure)"].sentence
     assert "plain56 vs resnet56 " in out["Shortcut effect"].sentence
-    assert "plain56 vs resnet56-zi" in out["Shortcut effect (zero-init)"].sentence
+    assert "plain56 vs resnet56-zi" in out["Shortcut effect (zero-init departure)"].sentence
     depth = stats.depth_effects(runs_frame(loss))
     assert list(depth) == ["plain", "residual", "residual (zero-init)"]
     assert [(d, c.label) for d, c in stats.shortcut_effects(runs_frame(loss))] == [
@@ -174,3 +174,68 @@ def test_published_comparison_only_for_cifar10():
     assert rows[0]["paper"] == 8.75
     assert rows[0]["ours"] == pytest.approx(9.0)
     assert stats.published_comparison(runs, "synthetic", "cifar") == []
+
+
+def test_depth_trend_slopes_are_fitted_per_seed_and_tested_over_seeds():
+    # seed k: plain losses rise by exactly (0.01 + 0.001 k) per layer from depth 20
+    plain = {f"plain{d}": [0.5 + (0.01 + 0.001 * k) * (d - 20) for k in range(4)] for d in (20, 32, 44, 56)}
+    resnet = {"resnet20": [0.5, 0.6, 0.55, 0.5], "resnet32": [0.6, 0.5, 0.5, 0.52],
+              "resnet44": [0.52, 0.58, 0.6, 0.49], "resnet56": [0.55, 0.5, 0.53, 0.56]}  # fmt: skip
+    runs = runs_frame({**plain, **resnet})
+    trends = stats.depth_trends(runs)
+    assert list(trends) == ["plain", "residual"]
+    t = trends["plain"]
+    slopes = [0.010, 0.011, 0.012, 0.013]
+    assert t.depths == (20, 32, 44, 56) and t.n == 4
+    assert t.mean == pytest.approx(sum(slopes) / 4)
+    assert t.p == pytest.approx(sps.ttest_1samp(slopes, 0).pvalue)
+    assert stats.trend_verdict(t).outcome == "reproduced"
+    assert trends["residual"].p > 0.05 and stats.trend_verdict(trends["residual"]).outcome == "inconclusive"
+    claims = [v.claim for v in stats.verdicts(runs)]
+    assert claims[-2:] == ["Degradation grows with depth", "Residual nets improve with depth"]
+
+
+def test_depth_trend_falling_residual_loss_is_reproduced_and_two_depths_give_no_trend():
+    resnet = {"resnet20": [0.9, 0.8, 0.85], "resnet32": [0.8, 0.75, 0.7], "resnet44": [0.7, 0.6, 0.62]}
+    t = stats.depth_trends(runs_frame(resnet))["residual"]
+    assert t.mean < 0 and stats.trend_verdict(t).outcome == "reproduced"
+    assert "claimed: < 0" in stats.trend_verdict(t).sentence
+    assert stats.depth_trends(runs_frame({"resnet20": [1, 2], "resnet56": [0, 1]})) == {}
+
+
+def epoch_frame(curves: dict[tuple[str, int], list[float]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A per-epoch frame from {(model, seed): training losses}, and its per-run table."""
+    rows = [
+        {"run_id": f"{m}-{s}", "model": m, "seed": s, "epoch": e + 1, "train_loss": v}
+        for (m, s), losses in curves.items()
+        for e, v in enumerate(losses)
+    ]
+    frame = pd.DataFrame(rows)
+    finals = {}
+    for (m, s), losses in curves.items():
+        finals.setdefault(m, {})[s] = losses[-1]
+    runs = runs_frame({m: [v[s] for s in sorted(v)] for m, v in finals.items()})
+    return frame, runs
+
+
+def test_crossing_is_the_first_epoch_below_for_good_in_every_seed():
+    frame, runs = epoch_frame(
+        {
+            ("resnet20", 0): [2.0, 1.0, 0.8, 0.7, 0.6],
+            ("resnet56", 0): [2.5, 1.2, 0.7, 0.75, 0.5],  # below at 3, above at 4, below from 5
+            ("resnet20", 1): [2.0, 1.0, 0.8, 0.7, 0.6],
+            ("resnet56", 1): [2.5, 0.9, 0.7, 0.6, 0.5],  # below from 2
+        }
+    )
+    (c,) = stats.crossings(frame, runs)
+    assert (c.deep, c.shallow, c.epoch, c.epochs, c.n) == ("resnet56", "resnet20", 5, 5, 2)
+    assert c.mean_epoch == 3  # mean over seeds: 1.05 vs 1.0 at 2, then 0.7 vs 0.8, 0.675 vs 0.7, 0.5 vs 0.6
+    frame2, runs2 = epoch_frame({("resnet20", 0): [1.0, 0.5], ("resnet56", 0): [0.9, 0.6]})
+    assert stats.crossings(frame2, runs2)[0].epoch is None
+
+
+def test_zero_init_cost_compares_each_departure_with_the_papers_net_of_its_depth():
+    runs = runs_frame({"resnet20": [0.4, 0.45, 0.42], "resnet20-zi": [0.9, 0.97, 0.9], "plain20": [1.0, 1, 1]})
+    (c,) = stats.zero_init_costs(runs)
+    assert (c.loss.a, c.loss.b) == ("resnet20-zi", "resnet20")
+    assert c.loss.mean == pytest.approx(0.5) and c.loss.p < 0.01

@@ -124,6 +124,27 @@ def summary(runs: pd.DataFrame) -> list[dict]:
     return out
 
 
+def _t_estimate(d: np.ndarray) -> tuple[float, float, float, float]:
+    """Mean of per-seed values with a 95% t-interval and the one-sample t-test p against 0.
+
+    A paired t-test is this test on the per-seed differences (``ttest_rel`` equals
+    ``ttest_1samp`` of ``a - b``); a trend is this test on the per-seed slopes.
+    """
+    n = len(d)
+    mean = float(d.mean()) if n else float("nan")
+    low = high = p = float("nan")
+    if n >= 2:
+        se = d.std(ddof=1) / math.sqrt(n)
+        if se == 0:
+            low = high = mean
+            p = 0.0 if mean != 0 else 1.0
+        else:
+            half = sps.t.ppf(1 - ALPHA / 2, n - 1) * se
+            low, high = mean - half, mean + half
+            p = float(sps.ttest_1samp(d, 0.0).pvalue)
+    return mean, float(low), float(high), p
+
+
 @dataclass(frozen=True)
 class Paired:
     """Paired difference ``a - b`` over the seeds both variants share."""
@@ -149,19 +170,56 @@ def paired(runs: pd.DataFrame, a: str, b: str, metric: str) -> Paired:
     vb = runs[runs["model"] == b].set_index("seed")[metric]
     seeds = sorted(set(va.dropna().index) & set(vb.dropna().index))
     d = np.array([va[s] - vb[s] for s in seeds], dtype=float)
-    n = len(d)
-    mean = float(d.mean()) if n else float("nan")
-    low = high = p = float("nan")
-    if n >= 2:
-        se = d.std(ddof=1) / math.sqrt(n)
-        if se == 0:
-            low = high = mean
-            p = 0.0 if mean != 0 else 1.0
-        else:
-            half = sps.t.ppf(1 - ALPHA / 2, n - 1) * se
-            low, high = mean - half, mean + half
-            p = float(sps.ttest_rel(va[seeds].to_numpy(float), vb[seeds].to_numpy(float)).pvalue)
-    return Paired(a, b, metric, n, mean, float(low), float(high), p, tuple(int(s) for s in seeds))
+    mean, low, high, p = _t_estimate(d)
+    return Paired(a, b, metric, len(d), mean, low, high, p, tuple(int(s) for s in seeds))
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Slope of a final metric on depth (per layer), fitted per seed, then tested over seeds.
+
+    The slope is fitted within each seed across the depths that seed finished at every one
+    of (least squares), so each seed contributes one number and the test over seeds keeps
+    the pairing the pairwise comparisons use.
+    """
+
+    label: str  # "plain" or "residual"
+    metric: str
+    depths: tuple[int, ...]
+    models: tuple[str, ...]
+    n: int
+    mean: float
+    low: float
+    high: float
+    p: float
+    seeds: tuple[int, ...]
+
+    @property
+    def has_stats(self) -> bool:
+        return self.n >= 2 and math.isfinite(self.low)
+
+
+def depth_trend(runs: pd.DataFrame, models: list[str], label: str, metric: str = "final_train_loss") -> Trend:
+    """Per-seed least-squares slope of ``metric`` on depth over ``models``, tested over seeds."""
+    sub = runs[runs["model"].isin(models)]
+    table = sub.pivot_table(index="seed", columns="depth", values=metric, aggfunc="first").dropna()
+    depths = np.array(table.columns, dtype=float)
+    slopes = np.array([np.polyfit(depths, row.to_numpy(float), 1)[0] for _, row in table.iterrows()])
+    mean, low, high, p = _t_estimate(slopes)
+    seeds = tuple(int(s) for s in table.index)
+    return Trend(label, metric, tuple(int(d) for d in depths), tuple(models), len(slopes), mean, low, high, p, seeds)
+
+
+def depth_trends(runs: pd.DataFrame) -> dict[str, Trend]:
+    """The slope on depth for plain and for residual nets (He et al.'s initialisation), when
+    at least three depths are there: with two, the slope is the pairwise comparison again."""
+    names = variant_names(runs)
+    out = {}
+    for residual, label in ((False, "plain"), (True, "residual")):
+        depths = sorted(d for d, r, z in names if r == residual and not z)
+        if len(depths) >= 3:
+            out[label] = depth_trend(runs, [names[(d, residual, False)] for d in depths], label)
+    return out
 
 
 def outcome(diff: Paired, claimed_sign: int) -> str:
@@ -245,6 +303,11 @@ def _fmt_diff(d: Paired) -> str:
 DEGRADATION = ("Degradation", "deep minus shallow plain net", +1)
 SHORTCUT = ("Shortcut effect", "plain minus residual", +1)
 RESIDUAL_DEPTH = ("Residual depth", "deep minus shallow residual net", -1)
+# The same two depth claims over every depth of the grid, as the sign of the slope on depth.
+TRENDS = {
+    "plain": ("Degradation grows with depth", +1),
+    "residual": ("Residual nets improve with depth", -1),
+}
 
 
 def _verdict(claim, comparison: Comparison, validation: bool, where: str = "") -> Verdict:
@@ -252,7 +315,7 @@ def _verdict(claim, comparison: Comparison, validation: bool, where: str = "") -
     d = comparison.acc if validation else comparison.loss
     sign = -sign if validation else sign
     metric = "final validation accuracy" if validation else "final training loss"
-    init = " (zero-init)" if "zero-init" in comparison.label else ""
+    init = " (zero-init departure)" if "zero-init" in comparison.label else ""
     title = f"{name}{init}{' (validation)' if validation else ''}"
     o = outcome(d, sign)
     return Verdict(
@@ -263,13 +326,31 @@ def _verdict(claim, comparison: Comparison, validation: bool, where: str = "") -
     )
 
 
+def trend_verdict(trend: Trend) -> Verdict:
+    """A depth trend decided by :data:`VERDICT_RULE` on the per-seed slopes."""
+    title, sign = TRENDS[trend.label]
+    o = outcome(trend, sign)
+    where = ", ".join(trend.models)
+    if trend.has_stats:
+        fmt = f"slope {trend.mean:.4f} [{trend.low:.4f}, {trend.high:.4f}] per layer, p = {trend.p:.3g}, n = {trend.n}"
+    else:
+        fmt = f"slope {trend.mean:.4f} per layer, n = {trend.n} (statistics not available with fewer than 2 seeds)"
+    return Verdict(
+        title,
+        o,
+        f"{title}: {o}. {where} (slope of final training loss on depth, fitted per seed), {fmt}; "
+        f"claimed: {'>' if sign > 0 else '<'} 0.",
+    )
+
+
 def verdicts(runs: pd.DataFrame) -> list[Verdict]:
-    """Every claim of Fig. 6, on training loss and then on validation accuracy.
+    """Every claim of Fig. 6, on training loss and then on validation accuracy, then the
+    depth trends (three depths or more) on training loss.
 
     Degradation compares the plain nets; the shortcut effect is at the deepest depth, for each
     residual initialisation present; residual depth is decided once per initialisation, so a
     departure from the paper (zero-init) is reported beside the paper's own nets, never
-    instead of them.
+    instead of them, and its title says it is a departure.
     """
     depth = depth_effects(runs)
     effects = shortcut_effects(runs)
@@ -284,6 +365,75 @@ def verdicts(runs: pd.DataFrame) -> list[Verdict]:
         for label in ("residual", "residual (zero-init)"):
             if label in depth:
                 out.append(_verdict(RESIDUAL_DEPTH, depth[label], validation))
+    out += [trend_verdict(t) for t in depth_trends(runs).values()]
+    return out
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where a deeper residual net's training loss goes below a shallower one's for good."""
+
+    deep: str
+    shallow: str
+    epoch: int | None  # first epoch from which deep < shallow at every later epoch, in every seed
+    epochs: int  # epochs both nets have in every seed
+    n: int  # seeds
+    # first epoch from which deep < shallow for good in the mean over seeds (None: never)
+    mean_epoch: int | None
+
+
+def _stays_below(below: np.ndarray) -> int | None:
+    """First 1-based index from which ``below`` is True to the end (None when the last is False)."""
+    if not len(below) or not below[-1]:
+        return None
+    false = np.flatnonzero(~below)
+    return int(false[-1]) + 2 if len(false) else 1
+
+
+def crossings(frame: pd.DataFrame, runs: pd.DataFrame) -> list[Crossing]:
+    """For every deeper-vs-shallower pair of residual nets with the same initialisation:
+    the first epoch from which the deeper net's training loss stays below the shallower
+    one's in every seed (and in the mean over seeds).
+
+    Only epochs that every paired seed reached count, so a run still in progress neither
+    makes nor breaks a crossing.
+    """
+    names = variant_names(runs)
+    used = frame[frame["run_id"].isin(runs["run_id"])]
+    loss = used.pivot_table(index=["model", "seed"], columns="epoch", values="train_loss", aggfunc="first")
+    out = []
+    for zi in (False, True):
+        depths = sorted(d for d, r, z in names if r and z == zi)
+        for i, shallow_d in enumerate(depths):
+            for deep_d in depths[i + 1 :]:
+                deep, shallow = names[(deep_d, True, zi)], names[(shallow_d, True, zi)]
+                seeds = sorted(
+                    set(loss.loc[deep].index) & set(loss.loc[shallow].index)
+                    if deep in loss.index and shallow in loss.index
+                    else set()
+                )
+                if not seeds:
+                    continue
+                a = loss.loc[[(deep, s) for s in seeds]].to_numpy(float)
+                b = loss.loc[[(shallow, s) for s in seeds]].to_numpy(float)
+                common = ~np.isnan(a).any(axis=0) & ~np.isnan(b).any(axis=0)
+                last = int(np.argmin(common)) if not common.all() else common.size  # leading full epochs
+                a, b = a[:, :last], b[:, :last]
+                every = _stays_below((a < b).all(axis=0))
+                mean = _stays_below(a.mean(axis=0) < b.mean(axis=0))
+                out.append(Crossing(deep, shallow, every, last, len(seeds), mean))
+    return out
+
+
+def zero_init_costs(runs: pd.DataFrame) -> list[Comparison]:
+    """Each zero-init residual net minus the paper's residual net of the same depth: what
+    the departure costs (or gains) on its own, so it never silently stands in for the paper."""
+    names = variant_names(runs)
+    out = []
+    for (depth, residual, zi), name in sorted(names.items()):
+        paper = names.get((depth, True, False))
+        if residual and zi and paper:
+            out.append(_compare(runs, f"zero-init cost at depth {depth}", name, paper))
     return out
 
 
