@@ -55,6 +55,8 @@ class DataConfig:
     y_key: str = "train_set_y"
     test_x_key: str = "test_set_x"
     test_y_key: str = "test_set_y"
+    # the test file of a train/test pair when it is not the training file's test_ sibling
+    test_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -332,14 +334,17 @@ def check_data_path(cfg: ExperimentConfig) -> None:
     """
     d = cfg.data
     if d.source in ("folder", "arrays"):
-        inputs.existing_path(d.path, "data path", "folder" if d.source == "folder" else "file")
+        # an array source may be a folder holding a train/test pair of files
+        inputs.existing_path(d.path, "data path", "folder" if d.source == "folder" else "any")
 
 
 def guess_source(path: str) -> str:
     """``--data PATH`` without a source: arrays for .npz/.h5, CIFAR-10 by name, else folders."""
-    p = Path(path)
+    p = Path(path).expanduser()
     if p.suffix in (".npz", ".h5", ".hdf5"):
         return "arrays"
+    if p.is_dir() and not (p / "training_set").is_dir() and any(p.glob("train_*.h5")):
+        return "arrays"  # a folder holding the course's train_X.h5 / test_X.h5 pair
     if "cifar-10" in p.name:
         return "cifar10"
     return "folder"

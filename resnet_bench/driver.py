@@ -94,9 +94,12 @@ def run_sweep(
     from .train import configure_threads
 
     configure_threads(cfg.train.intra_op_threads)  # before TensorFlow runs its first op
-    summary = data_mod.skipped_summary(data_mod.load(cfg.data))  # bad data fails here, before any run exists
+    arrays = data_mod.load(cfg.data)  # bad data fails here, before any run exists
+    summary = data_mod.skipped_summary(arrays)
     if summary:
         log.warning(summary)
+    if data_mod.files_note(arrays):
+        echo(data_mod.files_note(arrays))
     invocation = uuid.uuid4().hex[:12]
     if executor == "ray":
         from .ray_executor import RayPool

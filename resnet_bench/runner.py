@@ -43,6 +43,7 @@ def run_params(cfg, spec: ModelSpec, seed: int, data_info: dict) -> dict:
             "data_counts": json.dumps(data_info["counts"], sort_keys=True),
             "data_skipped": data_info["skipped"],
             "data_ignored": data_info["ignored"],
+            "data_files": ",".join(data_info.get("files", [])),
         }
     )
     missing = [k for k in schema.RUN_PARAMS if k not in params and k not in schema.MODEL_PARAMS]
@@ -91,6 +92,8 @@ def log_dataset(run, cfg, data_info: dict, arrays) -> None:
         if generated
         else {"uri": str(Path(d.path).resolve())}
     )
+    if len(arrays.files) > 1:  # a train/test pair of array files: both are the data set
+        source = {"uri": str(Path(arrays.files[0]).resolve()), "test_uri": str(Path(arrays.files[1]).resolve())}
     shape = [-1, *arrays.x_train.shape[1:]]
     spec = lambda dtype, shape: json.dumps([{"type": "tensor", "tensor-spec": {"dtype": dtype, "shape": shape}}])  # noqa: E731
     schema = {"mlflow_tensorspec": {"features": spec("uint8", shape), "targets": spec("int64", [-1])}}
@@ -98,6 +101,8 @@ def log_dataset(run, cfg, data_info: dict, arrays) -> None:
                "train": sum(data_info["counts"]["train"].values()), "test": sum(data_info["counts"]["test"].values()),
                "counts": data_info["counts"], "skipped_files": data_info["skipped"]}  # fmt: skip
     name = f"{d.source}-{d.image_size}px" if generated else Path(d.path).name
+    if len(arrays.files) > 1:
+        name = " + ".join(Path(f).name for f in arrays.files)
     run.log_dataset(name, data_info["hash"], "code" if generated else "local", source, schema, profile)
 
 

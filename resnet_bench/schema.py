@@ -36,6 +36,11 @@ RUN_PARAMS: dict[str, tuple[type, str]] = {
     "steps_per_execution_resolved": (int, "training steps per compiled call (a divisor of the epoch's steps)"),
 }
 
+# Params the report shows when a run has them; runs of earlier versions lack them, which is no error.
+INFO_PARAMS: dict[str, tuple[type, str]] = {
+    "data_files": (str, "the array files read, comma-separated (a train/test pair is two); empty otherwise"),
+}
+
 # Resolved config fields the report reads (all of them are logged; see config.flatten).
 CONFIG_PARAMS: dict[str, type] = {
     "data.image_size": int,

@@ -23,7 +23,7 @@ def test_photos_experiment_runs_and_reports_the_residual_depth_verdict(tmp_path,
     out = tmp_path / "photos.md"
     assert cli.main(["report", "photos", "--tracking-uri", uri, "--out", str(out)]) == 0
     text = out.read_text()
-    assert "source `folder`" in text and "40 train / 16 test images, 2 classes" in text
+    assert "source `folder`" in text and "40 train / 16 test images, 2 classes (cats, dogs)" in text
     line = next(ln for ln in text.splitlines() if ln.startswith("- Residual depth: "))
     assert "resnet14 vs resnet8" in line and "n = 2" in line
     assert "| resnet14 | resnet8 | 2 | 2 |" in text  # the crossing table covers both epochs of both seeds

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from pathlib import Path
 
 import numpy as np
 
 from .pipeline import Arrays, Pipelines, make_pipelines, steps_per_epoch
 from .sources import LOADERS
 
-__all__ = ["Arrays", "Pipelines", "load", "describe", "make_pipelines", "preview", "skipped_summary", "steps_per_epoch"]
+__all__ = [
+    "Arrays",
+    "Pipelines",
+    "load",
+    "describe",
+    "files_note",
+    "make_pipelines",
+    "preview",
+    "skipped_summary",
+    "steps_per_epoch",
+]
 
 
 @functools.lru_cache(maxsize=2)
@@ -42,6 +53,7 @@ def load(cfg) -> Arrays:
             arrays.source,
             arrays.skipped,
             arrays.ignored,
+            arrays.files,
         )
     return arrays
 
@@ -59,6 +71,14 @@ def skipped_summary(arrays: Arrays, shown: int = 3) -> str | None:
         f"skipped {len(arrays.skipped)} unreadable image(s): {names} "
         "(each run logs the full list as skipped_files.txt; -v prints every one)"
     )
+
+
+def files_note(arrays: Arrays) -> str | None:
+    """One line naming a train/test pair of array files, so a user sees which test split is used."""
+    if len(arrays.files) < 2:
+        return None
+    train, test = (Path(f).name for f in arrays.files)
+    return f"data files: {train} + {test} (training split from the first, test split from the second)"
 
 
 def content_hash(arrays: Arrays) -> str:
@@ -90,6 +110,7 @@ def describe(arrays: Arrays) -> dict:
         "skipped": len(arrays.skipped),
         "skipped_files": list(arrays.skipped),
         "ignored": arrays.ignored,
+        "files": [Path(f).name for f in arrays.files],
     }
 
 

@@ -43,6 +43,7 @@ class Arrays:
     source: str
     skipped: list[str]
     ignored: int = 0
+    files: tuple[str, ...] = ()  # the array files read (a train/test pair is two)
 
     @property
     def image_size(self) -> int:

@@ -40,7 +40,7 @@ def load_frame(uri: str, experiment: str) -> pd.DataFrame:
         # What this version of the schema expects and the run lacks (checked for the runs a
         # report uses: see stats.check_schema).
         base["schema_missing"] = ",".join(schema.missing_params(params))
-        kinds = {**{k: t for k, (t, _) in schema.RUN_PARAMS.items()}, **schema.CONFIG_PARAMS}
+        kinds = {**{k: t for k, (t, _) in {**schema.RUN_PARAMS, **schema.INFO_PARAMS}.items()}, **schema.CONFIG_PARAMS}
         for key, kind in kinds.items():
             value = params.get(key)
             base[key] = kind(value) if value not in (None, "") else None

@@ -6,6 +6,7 @@ stamp), so a report regenerated from the same store is byte-identical and diffs 
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -220,6 +221,21 @@ def _zero_init_section(ctx: dict) -> list[str]:
     return L + [""]
 
 
+def _files(first: pd.DataFrame) -> str:
+    files = _unique(first, "data_files") if "data_files" in first else "unknown"
+    return "" if files in ("unknown", "") else f" ({files.replace(',', ' + ')})"
+
+
+def _classes(first: pd.DataFrame) -> str:
+    """Class names from the logged counts (one data set per configuration: the newest run's)."""
+    counts = first.sort_values("start_time")["data_counts"].dropna()
+    if counts.empty:
+        return ""
+    names = list(json.loads(counts.iloc[-1])["train"])
+    shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+    return f" ({shown})"
+
+
 def markdown(ctx: dict) -> str:
     """The report text from an aggregated context (see ``report.build_context``)."""
     frame, runs, experiment = ctx["frame"], ctx["runs"], ctx["experiment"]
@@ -236,9 +252,9 @@ def markdown(ctx: dict) -> str:
         f"{ctx['excluded']} failed/killed excluded; configuration `{ctx['config_hash']}`"
         + (f" ({ctx['other_configs']} runs of other configurations ignored)" if ctx["other_configs"] else ""),
         f"- **Dates** (UTC): {first['start_time'].min():%Y-%m-%d %H:%M} to {first['start_time'].max():%Y-%m-%d %H:%M}",
-        f"- **Data**: source `{_unique(first, 'data_source')}`, hash `{_unique(first, 'data_hash')}`, "
+        f"- **Data**: source `{_unique(first, 'data_source')}`{_files(first)}, hash `{_unique(first, 'data_hash')}`, "
         f"{_unique(first, 'data_train_count')} train / {_unique(first, 'data_test_count')} test images, "
-        f"{_unique(first, 'data_classes')} classes, {_unique(first, 'data.image_size')} px",
+        f"{_unique(first, 'data_classes')} classes{_classes(first)}, {_unique(first, 'data.image_size')} px",
         f"- **Training**: {_unique(first, 'train.epochs')} epochs, batch {_unique(first, 'train.batch_size')}, "
         f"{_unique(first, 'train.optimizer')} lr {_unique(first, 'train.learning_rate')}, "
         f"BN momentum {_unique(first, 'model.bn_momentum')}, zero-init residual branches: "
