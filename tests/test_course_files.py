@@ -14,7 +14,8 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def write_pair(folder, name="catvnoncat", n_train=24, n_test=10, size=12, classes=(b"non-cat", b"cat"),
-               names_in=("train", "test"), label_shape="flat", test_classes=None, test_size=None, listed=None):  # fmt: skip
+               names_in=("train", "test"), label_shape="flat", test_classes=None, test_size=None,
+               listed=None):  # fmt: skip
     """A course-style pair: uint8 N x size x size x 3 images, int64 labels cycling over
     ``classes``, and ``list_classes`` (``listed`` when given, else ``classes``)."""
     folder.mkdir(parents=True, exist_ok=True)
