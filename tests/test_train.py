@@ -111,3 +111,19 @@ def test_l2_mode_trains_and_decoupled_mode_keeps_the_optimizer_decay(tiny_file):
     assert make_optimizer(cfg.train, 10).weight_decay == 0.001
     cfg = config.load(tiny_file, ["train.weight_decay=0.001", "train.weight_decay_mode='l2'"])
     assert make_optimizer(cfg.train, 10).weight_decay is None
+
+
+def test_steps_per_execution_changes_no_number_and_divides_the_epoch(tiny_file):
+    """Several steps per compiled call run the same updates in the same order; a k that does
+    not divide the epoch's steps would train extra steps, so it resolves to a divisor."""
+    big = ["data.train_size=192", "train.epochs=2"]  # 6 steps per epoch
+    one = _run(tiny_file, big)
+    three = _run(tiny_file, [*big, "train.steps_per_execution=3"])
+    four = _run(tiny_file, [*big, "train.steps_per_execution=4"])
+    assert (three.model_info["steps_per_execution_resolved"], four.model_info["steps_per_execution_resolved"]) == (
+        3,
+        3,
+    )
+    assert losses(one) == losses(three) == losses(four)
+    assert [r["val_loss"] for r in one.history] == [r["val_loss"] for r in three.history]
+    assert all(np.isfinite(r["step_ms_median"]) and r["step_ms_median"] > 0 for r in three.history)
