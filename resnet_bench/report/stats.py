@@ -124,8 +124,24 @@ def summary(runs: pd.DataFrame) -> list[dict]:
     return out
 
 
-def _t_estimate(d: np.ndarray) -> tuple[float, float, float, float]:
-    """Mean of per-seed values with a 95% t-interval and the one-sample t-test p against 0.
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over seeds with its 95% t-interval and the one-sample t-test p against 0."""
+
+    n: int
+    mean: float
+    low: float
+    high: float
+    p: float
+    seeds: tuple[int, ...]
+
+    @property
+    def has_stats(self) -> bool:
+        return self.n >= 2 and math.isfinite(self.low)
+
+
+def _t_estimate(d: np.ndarray, seeds) -> dict:
+    """The :class:`Estimate` fields of per-seed values ``d``.
 
     A paired t-test is this test on the per-seed differences (``ttest_rel`` equals
     ``ttest_1samp`` of ``a - b``); a trend is this test on the per-seed slopes.
@@ -142,26 +158,17 @@ def _t_estimate(d: np.ndarray) -> tuple[float, float, float, float]:
             half = sps.t.ppf(1 - ALPHA / 2, n - 1) * se
             low, high = mean - half, mean + half
             p = float(sps.ttest_1samp(d, 0.0).pvalue)
-    return mean, float(low), float(high), p
+    return {"n": n, "mean": mean, "low": float(low), "high": float(high), "p": p,
+            "seeds": tuple(int(s) for s in seeds)}  # fmt: skip
 
 
 @dataclass(frozen=True)
-class Paired:
+class Paired(Estimate):
     """Paired difference ``a - b`` over the seeds both variants share."""
 
     a: str
     b: str
     metric: str
-    n: int
-    mean: float
-    low: float
-    high: float
-    p: float
-    seeds: tuple[int, ...]
-
-    @property
-    def has_stats(self) -> bool:
-        return self.n >= 2 and math.isfinite(self.low)
 
 
 def paired(runs: pd.DataFrame, a: str, b: str, metric: str) -> Paired:
@@ -170,12 +177,11 @@ def paired(runs: pd.DataFrame, a: str, b: str, metric: str) -> Paired:
     vb = runs[runs["model"] == b].set_index("seed")[metric]
     seeds = sorted(set(va.dropna().index) & set(vb.dropna().index))
     d = np.array([va[s] - vb[s] for s in seeds], dtype=float)
-    mean, low, high, p = _t_estimate(d)
-    return Paired(a, b, metric, len(d), mean, low, high, p, tuple(int(s) for s in seeds))
+    return Paired(a=a, b=b, metric=metric, **_t_estimate(d, seeds))
 
 
 @dataclass(frozen=True)
-class Trend:
+class Trend(Estimate):
     """Slope of a final metric on depth (per layer), fitted per seed, then tested over seeds.
 
     The slope is fitted within each seed across the depths that seed finished at every one
@@ -187,16 +193,6 @@ class Trend:
     metric: str
     depths: tuple[int, ...]
     models: tuple[str, ...]
-    n: int
-    mean: float
-    low: float
-    high: float
-    p: float
-    seeds: tuple[int, ...]
-
-    @property
-    def has_stats(self) -> bool:
-        return self.n >= 2 and math.isfinite(self.low)
 
 
 def depth_trend(runs: pd.DataFrame, models: list[str], label: str, metric: str = "final_train_loss") -> Trend:
@@ -205,9 +201,13 @@ def depth_trend(runs: pd.DataFrame, models: list[str], label: str, metric: str =
     table = sub.pivot_table(index="seed", columns="depth", values=metric, aggfunc="first").dropna()
     depths = np.array(table.columns, dtype=float)
     slopes = np.array([np.polyfit(depths, row.to_numpy(float), 1)[0] for _, row in table.iterrows()])
-    mean, low, high, p = _t_estimate(slopes)
-    seeds = tuple(int(s) for s in table.index)
-    return Trend(label, metric, tuple(int(d) for d in depths), tuple(models), len(slopes), mean, low, high, p, seeds)
+    return Trend(
+        label=label,
+        metric=metric,
+        depths=tuple(int(d) for d in depths),
+        models=tuple(models),
+        **_t_estimate(slopes, table.index),
+    )
 
 
 def depth_trends(runs: pd.DataFrame) -> dict[str, Trend]:
