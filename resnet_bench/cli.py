@@ -122,8 +122,9 @@ def _cmd_data(args) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"source {info['source']}  image size {info['image_size']}  hash {info['hash']}")
-    if data.files_note(arrays):
-        print(data.files_note(arrays))
+    note = data.files_note(arrays)
+    if note:
+        print(note)
     print(f"classes ({len(info['classes'])}): {', '.join(info['classes'])}")
     for split, counts in info["counts"].items():
         print(f"{split:<6} {sum(counts.values()):>7} images: " + ", ".join(f"{c} {n}" for c, n in counts.items()))

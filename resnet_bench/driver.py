@@ -98,8 +98,9 @@ def run_sweep(
     summary = data_mod.skipped_summary(arrays)
     if summary:
         log.warning(summary)
-    if data_mod.files_note(arrays):
-        echo(data_mod.files_note(arrays))
+    note = data_mod.files_note(arrays)
+    if note:
+        echo(note)
     invocation = uuid.uuid4().hex[:12]
     if executor == "ray":
         from .ray_executor import RayPool
