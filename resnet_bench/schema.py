@@ -2,7 +2,8 @@
 
 Free of TensorFlow and MLflow. Params beyond the resolved config fields (which
 ``config.flatten`` names ``section.key``) are :data:`RUN_PARAMS`; per-epoch metrics are
-:data:`EPOCH_METRICS` plus one ``grad_norm/<stage>`` per stage of the net. A run that lacks
+:data:`EPOCH_METRICS` plus one ``grad_norm/<stage>`` per stage of the net; the layer
+measurements of :data:`LAYER_METRICS` are logged once, after the last epoch. A run that lacks
 one of them was written by other code, and reading it is an error that names the run.
 """
 
@@ -69,6 +70,35 @@ EPOCH_METRICS: dict[str, str] = {
     "learning_rate": "learning rate at the end of the epoch",
 }
 GRAD_NORM_PREFIX = "grad_norm/"  # + stem, stage1, ..., head: gradient L2 norm on a fixed probe batch
+
+# Logged once per run, at step = its last epoch (resnet_bench.responses): one metric per 3x3
+# layer and per residual block, named with the layer's position in the net and its name, so a
+# plain net and its residual twin line up layer by layer.
+LAYER_METRICS: dict[str, str] = {
+    "response_std/": "std of a 3x3 layer's BN output (per channel, averaged over channels): He et al. Fig. 7",
+    "branch_ratio/": "||F(x)|| / ||shortcut(x)|| of a residual block: how much the block changes its signal",
+}
+RESPONSE_STD_PREFIX, BRANCH_RATIO_PREFIX = LAYER_METRICS
+
+
+def response_metric(index: int, layer: str) -> str:
+    return f"{RESPONSE_STD_PREFIX}{index:03d}_{layer}"
+
+
+def branch_metric(index: int, block: str) -> str:
+    return f"{BRANCH_RATIO_PREFIX}{index:03d}_{block}"
+
+
+def parse_layer_metric(name: str) -> tuple[str, int, str] | None:
+    """``response_std/003_stage1_block1_bn2`` -> ("response_std", 3, "stage1_block1_bn2");
+    None for any other metric."""
+    for prefix in LAYER_METRICS:
+        if name.startswith(prefix):
+            index, _, layer = name[len(prefix) :].partition("_")
+            if index.isdigit() and layer:
+                return prefix.rstrip("/"), int(index), layer
+    return None
+
 
 RUN_TAGS = (
     "description",

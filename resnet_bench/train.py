@@ -25,6 +25,7 @@ from . import data as data_mod
 from . import schema
 from .errors import DivergedError
 from .models import ModelSpec, build_model, count_macs, count_params, stage_of
+from .responses import ResponseProbe
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,10 @@ class GradientProbe:
             for v, value in zip(model.non_trainable_variables, saved):
                 v.assign(value)
             squares = [tf.reduce_sum(tf.square(tf.cast(g, tf.float32))) for g in grads]
-            return {f"grad_norm/{name}": tf.sqrt(tf.add_n([squares[i] for i in idx])) for name, idx in groups.items()}
+            return {
+                f"{schema.GRAD_NORM_PREFIX}{name}": tf.sqrt(tf.add_n([squares[i] for i in idx]))
+                for name, idx in groups.items()
+            }
 
         self._norms = norms
 
@@ -236,6 +240,7 @@ class RunResult:
     model_info: dict
     summary: str
     model: keras.Model
+    responses: dict  # layer responses and branch ratios after the last epoch (resnet_bench.responses)
 
 
 def seed_everything(seed: int, deterministic: bool, tensorflow_seed: bool = True) -> None:
@@ -275,6 +280,7 @@ class CompiledModel:
     optimizer: keras.optimizers.Optimizer
     loss_fn: object
     probe: GradientProbe | None
+    responses: ResponseProbe | None
     optimizer_start: list  # the optimizer's variables right after build (step 0, zero slots)
     info: dict
     summary: str
@@ -286,7 +292,9 @@ _COMPILED: OrderedDict[tuple, CompiledModel] = OrderedDict()
 _COMPILED_MAX = 4
 
 
-def _compile(t, spec, shape, num_classes, binary, settings, steps_per_epoch, probe_batch, probes) -> CompiledModel:
+def _compile(
+    t, spec, shape, num_classes, binary, settings, steps_per_epoch, probe_batch, probes, responses
+) -> CompiledModel:
     with make_strategy(t.distribute).scope():
         model = build_model(spec, shape, num_classes, binary_head=binary)
         if t.weight_decay and t.weight_decay_mode == "l2":
@@ -313,8 +321,9 @@ def _compile(t, spec, shape, num_classes, binary, settings, steps_per_epoch, pro
     lines: list[str] = []
     model.summary(print_fn=lambda s, **_: lines.append(s), line_length=110)
     probe = GradientProbe(model, loss_fn, probe_batch) if probes else None
+    layer_probe = ResponseProbe(model) if responses else None
     start = [tf.identity(v.value) for v in optimizer.variables]
-    return CompiledModel(model, optimizer, loss_fn, probe, start, info, "\n".join(lines))
+    return CompiledModel(model, optimizer, loss_fn, probe, layer_probe, start, info, "\n".join(lines))
 
 
 def _reset(entry: CompiledModel, spec, shape, num_classes, binary) -> None:
@@ -336,7 +345,7 @@ def clear_compiled() -> None:
 
 
 def train_run(
-    cfg, spec: ModelSpec, seed: int, arrays, on_epoch=None, on_model=None, probes=True, reuse=True
+    cfg, spec: ModelSpec, seed: int, arrays, on_epoch=None, on_model=None, probes=True, reuse=True, responses=True
 ) -> RunResult:
     """Train ``spec`` on ``arrays`` with the config's training settings and the repeat's seed.
 
@@ -348,6 +357,8 @@ def train_run(
         on_epoch: called with each epoch's metrics dict (after it is complete).
         on_model: called with ``(model, info)`` once the model is built, before training.
         probes: measure per-stage gradient norms each epoch (off only to measure their cost).
+        responses: measure layer responses and residual-branch ratios on the probe batch
+            after the last epoch (:mod:`resnet_bench.responses`; off only to measure its cost).
         reuse: reuse a model this process already compiled for the same architecture, input
             and training settings, reset to this seed's initial state (bit-identical numbers,
             no second trace). Runs under a distribution strategy always build afresh.
@@ -362,7 +373,7 @@ def train_run(
     num_classes = len(arrays.classes)
     shape = tuple(arrays.x_train.shape[1:])
     steps = data_mod.steps_per_epoch(len(arrays.x_train), t.batch_size)  # known before the pipelines
-    key = (spec, shape, num_classes, binary, t, settings, steps, probes)
+    key = (spec, shape, num_classes, binary, t, settings, steps, probes, responses)
     entry = _COMPILED.get(key) if reuse and t.distribute == "none" else None
     # No keras.backend.clear_session() and, on reuse, no TensorFlow seed: either would drop
     # the compiled functions kept for reuse (see seed_everything).
@@ -374,7 +385,9 @@ def train_run(
         arrays, t.batch_size, seed, cfg.data.normalization, cfg.data.augment, binary, t.grad_probe_size
     )
     if entry is None:
-        entry = _compile(t, spec, shape, num_classes, binary, settings, pipes.steps_per_epoch, pipes.probe, probes)
+        entry = _compile(
+            t, spec, shape, num_classes, binary, settings, pipes.steps_per_epoch, pipes.probe, probes, responses
+        )
         if reuse and t.distribute == "none":
             _COMPILED[key] = entry
             while len(_COMPILED) > _COMPILED_MAX:
@@ -396,4 +409,5 @@ def train_run(
         shuffle=False,  # the pipeline shuffles, seeded per repeat
         verbose=0,
     )
-    return RunResult(recorder.history, entry.info, entry.summary, model)
+    layers = entry.responses(pipes.probe[0]) if entry.responses else {}
+    return RunResult(recorder.history, entry.info, entry.summary, model, layers)

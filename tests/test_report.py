@@ -19,6 +19,7 @@ SECTIONS = [
     "## Degradation check",
     "### Verdict",
     "## Where depth starts to pay",
+    "## Layer responses (He et al. Fig. 7)",
     "## Figures",
     "## Run index",
 ]
@@ -37,7 +38,7 @@ def test_report_has_every_section_and_its_figures(reported):
     text = out.read_text()
     for s in SECTIONS:
         assert s in text, s
-    for name in ("train_loss", "accuracy", "grad_norms", "fig6", "step_time"):
+    for name in ("train_loss", "accuracy", "grad_norms", "fig6", "fig7", "step_time"):
         png = out.parent / "figures" / "tiny" / f"{name}.png"
         assert png.is_file() and png.stat().st_size > 1000
         assert f"](figures/tiny/{name}.png)" in text
@@ -112,3 +113,28 @@ def test_single_seed_report_says_statistics_not_available(tmp_path, tiny_file):
     out = tmp_path / "r.md"
     assert cli.main(["report", "tiny", "--tracking-uri", uri, "--out", str(out)]) == 0
     assert "Statistics are not available" in out.read_text()
+
+
+def test_layer_response_table_equals_the_logged_layer_metrics(reported):
+    """Each run logs one response std per 3x3 layer and one ratio per residual block, at its
+    last epoch; the report's table is the mean over seeds of each run's median."""
+    import statistics
+
+    from resnet_bench import schema
+
+    tmp, uri, out = reported
+    medians: dict[str, list[float]] = {}
+    for run in all_runs(uri, "tiny"):
+        stds = {k: v for k, v in run.data.metrics.items() if k.startswith(schema.RESPONSE_STD_PREFIX)}
+        ratios = [v for k, v in run.data.metrics.items() if k.startswith(schema.BRANCH_RATIO_PREFIX)]
+        model = run.data.params["model"]
+        depth = int(run.data.params["depth"])
+        assert len(stds) == depth - 1  # every conv of a CIFAR net is 3x3 (the last layer is dense)
+        assert len(ratios) == (0 if model.startswith("plain") else (depth - 2) // 2)
+        medians.setdefault(model, []).append(statistics.median(stds.values()))
+    section = out.read_text().split("## Layer responses (He et al. Fig. 7)")[1].split("## Figures")[0]
+    rows = {ln.split("|")[1].strip(): ln for ln in section.splitlines() if ln.startswith("| ")}
+    for model, values in medians.items():
+        assert f"| {statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} |" in rows[model], model
+    assert "- Residual responses are smaller at depth" in section
+    assert "- Deeper residual nets modify the signal less: " in section

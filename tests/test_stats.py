@@ -239,3 +239,82 @@ def test_zero_init_cost_compares_each_departure_with_the_papers_net_of_its_depth
     (c,) = stats.zero_init_costs(runs)
     assert (c.loss.a, c.loss.b) == ("resnet20-zi", "resnet20")
     assert c.loss.mean == pytest.approx(0.5) and c.loss.p < 0.01
+
+
+def layers_frame(values: dict[str, list[list[float]]], kind: str) -> pd.DataFrame:
+    """Layer measurements: per model, per seed (list position), one value per layer (index 1..)."""
+    rows = [
+        (f"{model}-{seed}", kind, i, f"layer{i}", v)
+        for model, seeds in values.items()
+        for seed, vals in enumerate(seeds)
+        for i, v in enumerate(vals, 1)
+    ]
+    return pd.DataFrame(rows, columns=["run_id", "kind", "index", "layer", "value"])
+
+
+def test_layer_medians_join_each_run_and_plain_nets_have_no_branch_ratio():
+    runs = runs_frame({"plain20": [1.0, 1.0], "resnet20": [0.5, 0.5]})
+    layers = pd.concat(
+        [
+            layers_frame({"plain20": [[3, 1, 2], [4, 4, 1]], "resnet20": [[1, 0.5, 9], [1, 1, 1]]}, "response_std"),
+            layers_frame({"resnet20": [[0.2, 0.4], [0.3, 0.5]]}, "branch_ratio"),
+        ]
+    )
+    out = stats.with_layer_medians(runs, layers).set_index("run_id")
+    assert out.loc["plain20-0", "median_response_std"] == 2 and out.loc["plain20-1", "median_response_std"] == 4
+    assert out.loc["resnet20-0", "median_response_std"] == 1
+    assert math.isnan(out.loc["plain20-0", "median_branch_ratio"])
+    assert out.loc["resnet20-1", "median_branch_ratio"] == pytest.approx(0.4)
+
+
+def test_fig7_verdicts_on_hand_built_layers():
+    """Plain responses larger at both depths; deeper residual branches smaller: both reproduced,
+    with the paired differences of the per-run medians. Zero-init nets get no verdict."""
+    runs = runs_frame({m: [1.0, 1.0, 1.0] for m in ("plain20", "resnet20", "plain56", "resnet56", "resnet56-zi")})
+    stds = {
+        "plain20": [[1.0, 1.2], [1.1, 1.3], [1.0, 1.4]],  # medians 1.1, 1.2, 1.2
+        "resnet20": [[0.5, 0.7], [0.6, 0.6], [0.5, 0.5]],  # 0.6, 0.6, 0.5
+        "plain56": [[2.0, 2.0], [1.8, 1.8], [2.2, 2.2]],
+        "resnet56": [[0.4, 0.4], [0.3, 0.3], [0.45, 0.45]],
+        "resnet56-zi": [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]],
+    }
+    ratios = {"resnet20": [[0.5], [0.6], [0.55]], "resnet56": [[0.2], [0.25], [0.3]], "resnet56-zi": [[0.0]] * 3}
+    layers = pd.concat([layers_frame(stds, "response_std"), layers_frame(ratios, "branch_ratio")])
+    runs = stats.with_layer_medians(runs, layers)
+    fig7 = stats.response_verdicts(runs)
+    assert [v.claim for v in fig7] == [
+        "Residual responses are smaller at depth 20",
+        "Residual responses are smaller at depth 56",
+        "Deeper residual nets modify the signal less",
+    ]
+    assert [v.outcome for v in fig7] == ["reproduced"] * 3
+    d = stats.paired(runs, "plain20", "resnet20", "median_response_std")
+    assert d.mean == pytest.approx(((1.1 - 0.6) + (1.2 - 0.6) + (1.2 - 0.5)) / 3)
+    assert "difference -0.300" in fig7[2].sentence and "resnet56 vs resnet20" in fig7[2].sentence
+    assert all("zi" not in v.sentence for v in fig7)
+    assert fig7 == stats.verdicts(runs)[-3:]  # in the report's one list of verdicts
+
+    # The opposite: residual responses larger, deeper branches larger -> not reproduced.
+    swapped = {"plain20": stds["resnet20"], "resnet20": stds["plain20"], "plain56": stds["resnet56"],
+               "resnet56": stds["plain56"]}  # fmt: skip
+    ratios = {"resnet20": ratios["resnet56"], "resnet56": ratios["resnet20"]}
+    layers = pd.concat([layers_frame(swapped, "response_std"), layers_frame(ratios, "branch_ratio")])
+    runs = stats.with_layer_medians(runs_frame({m: [1.0] * 3 for m in swapped}), layers)
+    assert [v.outcome for v in stats.response_verdicts(runs)] == ["not reproduced"] * 3
+
+
+def test_runs_without_layer_measurements_get_no_fig7_verdict():
+    runs = runs_frame({"plain20": [1.0, 1.1], "resnet20": [0.5, 0.6]})
+    assert stats.response_verdicts(runs) == []
+    empty = pd.DataFrame(columns=["run_id", "kind", "index", "layer", "value"])
+    runs = stats.with_layer_medians(runs, empty)
+    assert stats.response_verdicts(runs) == [] and stats.response_table(runs) == []
+
+
+def test_layer_profiles_in_layer_order_and_sorted():
+    runs = runs_frame({"plain20": [1.0, 1.0]})
+    layers = layers_frame({"plain20": [[1.0, 3.0, 2.0], [2.0, 1.0, 6.0]]}, "response_std")
+    prof = stats.layer_profiles(layers, runs).set_index(["order", "position"])
+    assert prof.loc[("layer", 2), "mean"] == 2.0 and prof.loc[("layer", 2), "max"] == 3.0
+    assert prof.loc[("sorted", 1), "mean"] == 4.5  # each run's largest: 3 and 6
+    assert prof.loc[("sorted", 3), "min"] == 1.0

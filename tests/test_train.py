@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from resnet_bench import config, data
+from resnet_bench import config, data, responses, schema
 from resnet_bench.errors import DivergedError
 from resnet_bench.train import train_run
 
@@ -127,3 +127,17 @@ def test_steps_per_execution_changes_no_number_and_divides_the_epoch(tiny_file):
     assert losses(one) == losses(three) == losses(four)
     assert [r["val_loss"] for r in one.history] == [r["val_loss"] for r in three.history]
     assert all(np.isfinite(r["step_ms_median"]) and r["step_ms_median"] > 0 for r in three.history)
+
+
+def test_layer_responses_are_measured_after_training_and_change_nothing(tiny_file):
+    """He et al. Fig. 7's measurement runs in inference mode after the last epoch: the run's
+    numbers are the same without it, and it returns one value per 3x3 layer and per block."""
+    measured = _run(tiny_file, model="resnet8")
+    without = _run(tiny_file, model="resnet8", responses=False)
+    assert losses(measured) == losses(without)
+    assert [r["val_loss"] for r in measured.history] == [r["val_loss"] for r in without.history]
+    assert without.responses == {}
+    assert list(measured.responses) == responses.metric_names(measured.model)
+    kinds = [schema.parse_layer_metric(k)[0] for k in measured.responses]
+    assert kinds.count("response_std") == 7 and kinds.count("branch_ratio") == 3
+    assert all(np.isfinite(v) and v > 0 for v in measured.responses.values())

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from ..errors import UserError
 from . import render, stats
-from .frame import load_frame
+from .frame import load_frames
 
-__all__ = ["build_context", "write_report", "load_frame", "cli_report"]
+__all__ = ["build_context", "write_report", "load_frames", "cli_report"]
 
 
 def _expected_runs(first) -> int:
@@ -26,14 +26,20 @@ def _expected_runs(first) -> int:
     return math.prod(len(str(newest[k]).split(",")) for k in ("grid.depths", "grid.seeds")) * per_depth
 
 
-def build_context(frame, experiment: str, config_hash=None, seeds=None, figure_dir="figures", command="") -> dict:
-    """Everything the renderers need, computed from the tidy frame (pure, no I/O)."""
+def build_context(
+    frame, experiment: str, config_hash=None, seeds=None, figure_dir="figures", command="", layers=None
+) -> dict:
+    """Everything the renderers need, computed from the tidy frames (pure, no I/O).
+
+    ``layers`` is the layer-measurement frame of :func:`frame.load_frames` (None: no Fig. 7)."""
     sel, config_hash = stats.select_runs(frame, config_hash, seeds)
     if sel.empty:
         raise UserError(f"no runs of {experiment!r} match configuration {config_hash} and seeds {seeds}")
     used = stats.finished_latest(sel)
     stats.check_schema(used)
     runs = stats.per_run(used)
+    if layers is not None and not runs.empty:
+        runs = stats.with_layer_medians(runs, layers)
     if runs.empty:
         raise UserError(f"experiment {experiment!r} has no FINISHED runs yet (configuration {config_hash})")
     first = sel.drop_duplicates("run_id")
@@ -60,6 +66,8 @@ def build_context(frame, experiment: str, config_hash=None, seeds=None, figure_d
         "trends": stats.depth_trends(runs),
         "crossings": stats.crossings(used, runs),
         "zero_init": stats.zero_init_costs(runs),
+        "responses": stats.response_table(runs),
+        "profiles": stats.layer_profiles(layers, runs) if layers is not None else None,
         "published": stats.published_comparison(runs, str(first["data_source"].iloc[0]), str(first["family"].iloc[0])),
         "figure_dir": figure_dir,
         "command": command,
@@ -72,11 +80,11 @@ def build_context(frame, experiment: str, config_hash=None, seeds=None, figure_d
 
 def write_report(uri: str, experiment: str, out: Path, config_hash=None, seeds=None, command="") -> dict:
     """Write ``out`` and its figures (``figures/<experiment>/`` beside it); returns the context."""
-    frame = load_frame(uri, experiment)
+    frame, layers = load_frames(uri, experiment)
     out = Path(out)
     fig_rel = f"figures/{out.stem}"
-    ctx = build_context(frame, experiment, config_hash, seeds, fig_rel, command)
-    ctx["figures"] = render.figures(ctx["frame"], ctx["runs"], out.parent / fig_rel)
+    ctx = build_context(frame, experiment, config_hash, seeds, fig_rel, command, layers)
+    ctx["figures"] = render.figures(ctx["frame"], ctx["runs"], out.parent / fig_rel, ctx["profiles"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render.markdown(ctx))
     ctx["all_frame"] = frame

@@ -1,9 +1,11 @@
-"""Tracking store -> one tidy, long-format frame: a row per (run, epoch).
+"""Tracking store -> tidy, long-format frames: a row per (run, epoch), and a row per (run, layer).
 
 Identity columns (run_id, model, seed, status), parameter columns (depth, shortcut, counts,
 config hash) and provenance columns (versions, hardware, commit) sit beside the per-epoch
-metrics, so every aggregation is a pandas operation on one frame. This module reads MLflow
-only; it never imports TensorFlow or the model code.
+metrics, so every aggregation is a pandas operation on one frame. The layer measurements a run
+logs once after its last epoch (:data:`resnet_bench.schema.LAYER_METRICS`) form a second
+frame keyed by run_id. This module reads MLflow only; it never imports TensorFlow or the
+model code.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from ..errors import UserError
 from ..tracking import search_runs
 
 
-def load_frame(uri: str, experiment: str) -> pd.DataFrame:
-    """All runs of ``experiment`` (any status) with their per-epoch metrics.
+def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All runs of ``experiment`` (any status) with their per-epoch metrics, and their layer
+    measurements (columns run_id, kind, index, layer, value; empty for runs without them).
 
     Raises:
         UserError: the experiment does not exist in the store or has no runs.
@@ -28,7 +31,7 @@ def load_frame(uri: str, experiment: str) -> pd.DataFrame:
     runs = [r for r in runs if "run_key" in r.data.tags]
     if not runs:
         raise UserError(f"no runs of experiment {experiment!r} in the tracking store {uri}")
-    rows = []
+    rows, layers = [], []
     for run in runs:
         base = {
             "run_id": run.info.run_id,
@@ -46,6 +49,10 @@ def load_frame(uri: str, experiment: str) -> pd.DataFrame:
             base[key] = kind(value) if value not in (None, "") else None
         for key in schema.RUN_TAGS:
             base[key] = run.data.tags.get(key)
+        for key, value in run.data.metrics.items():  # logged once: the latest value is the value
+            parsed = schema.parse_layer_metric(key)
+            if parsed:
+                layers.append((run.info.run_id, *parsed, value))
         keys = [k for k in run.data.metrics if schema.is_epoch_metric(k)]
         per_epoch: dict[int, dict] = {}
         for key in keys:
@@ -59,4 +66,6 @@ def load_frame(uri: str, experiment: str) -> pd.DataFrame:
     for col in schema.EPOCH_METRICS:
         if col not in frame:
             frame[col] = float("nan")
-    return frame.sort_values(["model", "seed", "start_time", "epoch"], kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(["model", "seed", "start_time", "epoch"], kind="stable").reset_index(drop=True)
+    layers = pd.DataFrame(layers, columns=["run_id", "kind", "index", "layer", "value"])
+    return frame, layers.sort_values(["run_id", "kind", "index"]).reset_index(drop=True)

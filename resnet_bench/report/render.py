@@ -47,8 +47,12 @@ def _band_plot(ax, frame, runs, metric, colours, ylabel):
     ax.grid(alpha=0.3)
 
 
-def figures(frame: pd.DataFrame, runs: pd.DataFrame, out_dir: Path) -> dict[str, str]:
-    """Draw the report's figures into ``out_dir``; returns {figure name: file name}."""
+def figures(
+    frame: pd.DataFrame, runs: pd.DataFrame, out_dir: Path, profiles: pd.DataFrame | None = None
+) -> dict[str, str]:
+    """Draw the report's figures into ``out_dir``; returns {figure name: file name}.
+
+    ``profiles`` are the layer responses as :func:`stats.layer_profiles` aggregates them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     colours = _colours(runs)
     made = {}
@@ -93,6 +97,8 @@ def figures(frame: pd.DataFrame, runs: pd.DataFrame, out_dir: Path) -> dict[str,
 
     if _fig6(frame, runs, out_dir / "fig6.png"):
         made["fig6"] = "fig6.png"
+    if profiles is not None and len(profiles):
+        made["fig7"] = _fig7(profiles, runs, colours, out_dir / "fig7.png")
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     rows = stats.summary(runs)
@@ -130,6 +136,34 @@ def _fig6(frame: pd.DataFrame, runs: pd.DataFrame, path: Path) -> bool:
     axes[0].set_ylabel("training loss (mean, band = min-max over seeds)")
     _save(fig, path)
     return True
+
+
+def _fig7(profiles: pd.DataFrame, runs: pd.DataFrame, colours: dict, path: Path) -> str:
+    """He et al.'s Fig. 7 (response std of each 3x3 layer in layer order, then each net's
+    values sorted in descending order) and a third panel the paper does not have: each residual
+    block's branch ratio in block order. One line per variant (mean over seeds; band: min-max)."""
+    shortcut = runs.drop_duplicates("model").set_index("model")["shortcut"]
+    panels = [("response_std", "layer", "layer index (original)", "std of layer response"),
+              ("response_std", "sorted", "layer index (sorted by magnitude)", "std of layer response"),
+              ("branch_ratio", "layer", "residual block index", "||F(x)|| / ||x||")]  # fmt: skip
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, (kind, order, xlabel, ylabel) in zip(axes, panels):
+        sub = profiles[(profiles["kind"] == kind) & (profiles["order"] == order)]
+        for model in colours:
+            c = sub[sub["model"] == model]
+            if c.empty:
+                continue
+            ax.plot(c["position"], c["mean"], label=model, **_style(model, shortcut[model], colours))
+            ax.fill_between(c["position"], c["min"], c["max"], color=colours[model], alpha=0.15, linewidth=0)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].set_title("layer order")
+    axes[1].set_title("sorted")
+    axes[2].set_title("residual branches")
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> str:
@@ -218,6 +252,47 @@ def _zero_init_section(ctx: dict) -> list[str]:
     ]
     for c in costs:
         L.append(f"| {_row(c)} |")
+    return L + [""]
+
+
+def _is_fig7(v: stats.Verdict) -> bool:
+    return v.claim.startswith((stats.RESPONSES[0], stats.BRANCHES[0]))
+
+
+def _response_section(ctx: dict) -> list[str]:
+    rows = ctx.get("responses") or []
+    if not rows:
+        return []
+    L = [
+        "## Layer responses (He et al. Fig. 7)",
+        "",
+        "Why shortcuts help, measured once per run after its last epoch, on the fixed probe batch (the first "
+        "training images, un-augmented, the same for every variant and seed) in inference mode. *Response std*: "
+        "for every 3x3 layer, the standard deviation of its BN output before the ReLU or addition, per channel "
+        "and averaged over channels, as in He et al.'s Fig. 7. *Branch ratio*: for every residual block, "
+        "||F(x)|| / ||x|| over the batch, where F(x) is the residual branch's output and x the signal the "
+        "shortcut carries past it: how much the block changes its input. Per run, the median over its layers "
+        "(blocks); below, mean ± std of that median over seeds. Right after BN a channel's std is close to its "
+        "BN scale |γ|, so these numbers largely read the learned scales.",
+        "",
+        "| variant | n | median response std | median branch ratio |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = _pm(r["median_branch_ratio"]) if r["median_branch_ratio"] else "—"
+        L.append(f"| {r['model']} | {r['n']} | {_pm(r['median_response_std'])} | {ratio} |")
+    L += [""]
+    fig7 = [v for v in ctx["verdicts"] if _is_fig7(v)]
+    L += [f"- {v.sentence}" for v in fig7] or [
+        "No Fig. 7 claim can be decided: the runs lack a plain/residual "
+        "pair or two residual depths with the paper's initialisation."
+    ]
+    if any(r["zero_init"] for r in rows):
+        L += [
+            "",
+            "Zero-init nets (-zi) are shown but carry no verdict: their residual branches start at exactly 0, "
+            "so a small response or branch ratio there is where they began, not something training found.",
+        ]
     return L + [""]
 
 
@@ -326,10 +401,11 @@ def markdown(ctx: dict) -> str:
         L.append("Statistics are not available: fewer than 2 seeds finished.")
         L.append("")
     for v in ctx["verdicts"]:
-        L.append(f"- {v.sentence}")
+        if not _is_fig7(v):  # those stand in their own section
+            L.append(f"- {v.sentence}")
     L += [""]
 
-    L += _trend_section(ctx) + _crossing_section(ctx) + _zero_init_section(ctx)
+    L += _trend_section(ctx) + _crossing_section(ctx) + _zero_init_section(ctx) + _response_section(ctx)
 
     L += ["## Figures", ""]
     captions = {
@@ -340,6 +416,9 @@ def markdown(ctx: dict) -> str:
         "step_time": "Median training step time per variant.",
         "fig6": "He et al.'s Fig. 6 layout: training loss per epoch, plain nets (left) and residual nets (right, "
         "the paper's initialisation), one line per depth (mean over seeds; band: min-max).",
+        "fig7": "He et al.'s Fig. 7 layout: response std of each 3x3 layer in layer order (left) and sorted in "
+        "descending order per run (middle); right: each residual block's branch ratio ||F(x)||/||x||. Line: mean "
+        "over seeds; band: min-max; dashed: plain.",
     }
     for name, file in ctx["figures"].items():
         L += [f"![{name}]({ctx['figure_dir']}/{file})", "", captions[name], ""]
