@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import os
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -178,6 +180,15 @@ POSITIVE = {
     "train.learning_rate",
     "train.grad_probe_size",
     "train.steps_per_execution",
+    "train.lr_decay",
+}
+NON_NEGATIVE = {
+    "data.clutter",
+    "data.max_per_class",
+    "data.validation_size",
+    "data.generator_seed",
+    "train.weight_decay",
+    "train.intra_op_threads",
 }
 FRACTIONS = {
     "data.holdout_fraction",
@@ -185,6 +196,7 @@ FRACTIONS = {
     "train.label_smoothing",
     "data.noise",
     "model.bn_momentum",
+    "train.momentum",
 }
 
 
@@ -198,6 +210,8 @@ def _coerce(value, hint, where: str):
         return tuple(_coerce(v, item, where) for v in value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{where}: expected a finite number, got {value!r}")
     if hint is bool and not isinstance(value, bool):
         raise UserError(f"{where}: expected true or false, got {value!r}")
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -230,6 +244,8 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
                 raise UserError(f"{origin}: {key} = {value!r} is not one of {', '.join(CHOICES[key])}")
             if key in POSITIVE and not value > 0:
                 raise UserError(f"{origin}: {key} must be positive, got {value!r}")
+            if key in NON_NEGATIVE and not value >= 0:
+                raise UserError(f"{origin}: {key} must not be negative, got {value!r}")
             if key in FRACTIONS and not 0 <= value < 1:
                 raise UserError(f"{origin}: {key} must be in [0, 1), got {value!r}")
     g, t, d = cfg.grid, cfg.train, cfg.data
@@ -248,8 +264,8 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
         raise UserError(f"{origin}: data.image_size must be between 8 and 1024, got {d.image_size}")
     if d.source != "synthetic" and not d.path:
         raise UserError(f"{origin}: data.source = {d.source!r} needs data.path (or --data PATH)")
-    if d.source == "synthetic" and d.classes < 2:
-        raise UserError(f"{origin}: data.classes must be at least 2, got {d.classes}")
+    if d.source == "synthetic":
+        _check_generated(d, t, origin)
     if t.loss == "binary" and d.source == "synthetic" and d.classes != 2:
         raise UserError(f"{origin}: train.loss = 'binary' needs 2 classes, data.classes is {d.classes}")
     if t.jit_compile == "on" and t.deterministic:
@@ -257,10 +273,45 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
             f"{origin}: train.jit_compile = 'on' needs train.deterministic = false "
             "(Keras compiles without XLA while op determinism is on)"
         )
+    if any(b <= 0 for b in t.lr_boundaries):
+        raise UserError(f"{origin}: train.lr_boundaries must be positive step counts, got {list(t.lr_boundaries)}")
     if t.lr_schedule == "step" and list(t.lr_boundaries) != sorted(t.lr_boundaries):
         raise UserError(f"{origin}: train.lr_boundaries must be increasing, got {list(t.lr_boundaries)}")
     for spec_err in _variant_errors(cfg):
         raise UserError(f"{origin}: {spec_err}")
+
+
+def memory_bytes() -> int:
+    """Physical memory of this machine (0 where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _check_generated(d: DataConfig, t: TrainConfig, origin: str) -> None:
+    """The generator's own limits, and what the generated set needs against what there is.
+
+    The set is generated in memory and every worker process holds its own copy, so it must fit
+    in half the machine's memory; caught here, before minutes of generating towards an
+    allocation that cannot succeed.
+    """
+    from .data import synthetic  # numpy only: TensorFlow is not loaded yet
+
+    if not 2 <= d.classes <= synthetic.MAX_CLASSES:
+        raise UserError(
+            f"{origin}: data.classes must be between 2 and {synthetic.MAX_CLASSES} for the generated set "
+            f"({len(synthetic.SHAPES)} shapes x {len(synthetic.PATTERNS)} fill patterns), got {d.classes}"
+        )
+    if t.batch_size > d.train_size:
+        raise UserError(f"{origin}: train.batch_size {t.batch_size} is larger than data.train_size {d.train_size}")
+    need, have = (d.train_size + d.test_size) * d.image_size**2 * 3, memory_bytes()
+    if have and need > have / 2:
+        raise UserError(
+            f"{origin}: data.train_size + data.test_size = {d.train_size + d.test_size:,} images of "
+            f"{d.image_size} px need {need / 1e9:.1f} GB in memory, more than half of this machine's "
+            f"{have / 1e9:.1f} GB"
+        )
 
 
 def _variant_errors(cfg: ExperimentConfig):

@@ -88,6 +88,20 @@ def test_every_field_can_be_set_from_the_file(tiny_file):
         ("data.source='folder'", "needs data.path"),
         ("model.width=-1", "width"),
         ("train.jit_compile='on'", "train.jit_compile = 'on' needs train.deterministic = false"),
+        # limits of the code behind a field, checked before anything starts (issue 22)
+        ("data.classes=31", "data.classes must be between 2 and 30 for the generated set"),
+        ("data.classes=1", "data.classes must be between 2 and 30"),
+        ("data.train_size=2000000000", "GB in memory, more than half of this machine's"),
+        ("data.test_size=2000000000", "GB in memory"),
+        ("train.batch_size=100000", "larger than data.train_size"),
+        ("train.learning_rate=inf", "train.learning_rate: expected a finite number, got inf"),
+        ("train.learning_rate=nan", "expected a finite number, got nan"),
+        ("data.noise=-inf", "data.noise: expected a finite number"),
+        ("train.momentum=-0.5", "train.momentum must be in [0, 1)"),
+        ("train.weight_decay=-1e-4", "train.weight_decay must not be negative"),
+        ("data.clutter=-1", "data.clutter must not be negative"),
+        ("train.lr_decay=0", "train.lr_decay must be positive"),
+        ("train.lr_boundaries=[0, 100]", "train.lr_boundaries must be positive step counts"),
     ],
 )
 def test_bad_values_are_one_line_errors_naming_key_and_file(tiny_file, override, needle):

@@ -9,11 +9,27 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .pipeline import Arrays, Pipelines, make_pipelines, steps_per_epoch
-from .sources import LOADERS
+if TYPE_CHECKING:
+    from .pipeline import Arrays
+
+
+def __getattr__(name: str):
+    """The pipeline (and with it TensorFlow) loads on first use, not with the package, so
+    the config can read the generator's limits (``data.synthetic``) before TensorFlow starts."""
+    if name in ("Arrays", "Pipelines", "make_pipelines", "steps_per_epoch"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    if name == "sources":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.sources")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Arrays",
@@ -35,6 +51,9 @@ def load(cfg) -> Arrays:
     Photo folders are therefore decoded once per process, not once per run or epoch. A
     ``validation_size`` > 0 replaces the test split by a seeded hold-out of the training split.
     """
+    from .pipeline import Arrays
+    from .sources import LOADERS
+
     arrays = LOADERS[cfg.source](cfg)
     if cfg.validation_size:
         n = len(arrays.x_train)
