@@ -71,6 +71,10 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant | step | cosine
     lr_boundaries: tuple[int, ...] = ()  # step schedule: iterations at which lr is multiplied
     lr_decay: float = 0.1
+    # He et al.'s warm-up (section 4.2, ResNet-110): the learning rate times warmup_factor for
+    # the first warmup_epochs (fractions allowed), then the schedule above. 0: no warm-up.
+    warmup_epochs: float = 0.0
+    warmup_factor: float = 0.1
     weight_decay: float = 0.0
     # "decoupled": the optimizer shrinks every weight by lr * wd each step (Keras' form);
     # "l2": wd/2 * |w|^2 of every conv and dense kernel joins the loss (the paper's form), so
@@ -181,6 +185,7 @@ POSITIVE = {
     "train.grad_probe_size",
     "train.steps_per_execution",
     "train.lr_decay",
+    "train.warmup_factor",
 }
 NON_NEGATIVE = {
     "data.clutter",
@@ -189,6 +194,7 @@ NON_NEGATIVE = {
     "data.generator_seed",
     "train.weight_decay",
     "train.intra_op_threads",
+    "train.warmup_epochs",
 }
 FRACTIONS = {
     "data.holdout_fraction",
@@ -272,6 +278,10 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
         raise UserError(
             f"{origin}: train.jit_compile = 'on' needs train.deterministic = false "
             "(Keras compiles without XLA while op determinism is on)"
+        )
+    if t.warmup_factor > 1:
+        raise UserError(
+            f"{origin}: train.warmup_factor must be at most 1 (a warm-up lowers the rate), got {t.warmup_factor}"
         )
     if any(b <= 0 for b in t.lr_boundaries):
         raise UserError(f"{origin}: train.lr_boundaries must be positive step counts, got {list(t.lr_boundaries)}")

@@ -297,3 +297,41 @@ def test_cli_describe_cifar_folder_and_array_files(tmp_path, capsys):
         assert cli.main(["data", "describe", str(source), "--json"]) == 0
         out = json.loads(capsys.readouterr().out)
         assert len(out["classes"]) == classes and out["image_size"] == 32 and len(out["hash"]) == 16
+
+
+def _full_disk(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_while_caching_generated_data_is_one_line_and_leaves_no_file(tmp_path, monkeypatch):
+    from resnet_bench.data import sources
+
+    def partial_then_full(path, **arrays):
+        open(path, "wb").write(b"PK half a file")
+        _full_disk()
+
+    monkeypatch.setenv("RESNET_BENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(sources.np, "savez", partial_then_full)
+    data.load.cache_clear()
+    with pytest.raises(UserError) as e:
+        data.load(cfg(train_size=32, test_size=8, generator_seed=12))
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path}: no space left on the device while writing the generated data set")
+    assert "$RESNET_BENCH_CACHE" in msg and "\n" not in msg
+    assert list(tmp_path.iterdir()) == []  # nothing a later run could read as a cache
+
+
+def test_a_full_disk_for_a_memory_map_of_decoded_photos_is_one_line_before_decoding(tmp_path, monkeypatch):
+    from resnet_bench.data import sources
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RESNET_BENCH_CACHE", str(cache))
+    monkeypatch.setattr(sources, "IN_MEMORY_BYTES", 0)  # decode into a memory map however small
+    monkeypatch.setattr(sources.os, "posix_fallocate", _full_disk)
+    root = make_folder(tmp_path / "photos")
+    data.load.cache_clear()
+    with pytest.raises(UserError, match=r"no space left on the device while writing the decoded images"):
+        data.load(cfg(source="folder", path=str(root)))
+    assert list(cache.glob("decoded-*")) == []

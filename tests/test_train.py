@@ -141,3 +141,24 @@ def test_layer_responses_are_measured_after_training_and_change_nothing(tiny_fil
     kinds = [schema.parse_layer_metric(k)[0] for k in measured.responses]
     assert kinds.count("response_std") == 7 and kinds.count("branch_ratio") == 3
     assert all(np.isfinite(v) and v > 0 for v in measured.responses.values())
+
+
+@pytest.mark.parametrize("schedule", ["constant", "step"])
+def test_warm_up_lowers_the_rate_for_its_steps_then_hands_over_to_the_schedule(tiny_file, schedule):
+    """He et al.'s warm-up: lr x factor for warmup_epochs x steps_per_epoch steps, then the schedule."""
+    from resnet_bench.train import make_optimizer
+
+    cfg = config.load(
+        tiny_file,
+        [
+            "train.learning_rate=0.1",
+            "train.warmup_epochs=1.5",
+            "train.warmup_factor=0.1",
+            f"train.lr_schedule='{schedule}'",
+            "train.lr_boundaries=[20]",
+        ],  # fmt: skip
+    )
+    schedule_of = make_optimizer(cfg.train, steps_per_epoch=10)._learning_rate  # lr(step)
+    got = [float(schedule_of(step)) for step in (0, 14, 15, 20, 21, 30)]
+    after = 0.01 if schedule == "step" else 0.1  # Keras' step decay applies after its boundary
+    assert got == pytest.approx([0.01, 0.01, 0.1, 0.1, after, after])

@@ -8,6 +8,8 @@ path, before anything trains.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -34,6 +36,23 @@ def cache_dir() -> Path:
     if "RESNET_BENCH_CACHE" in os.environ:
         return inputs.writable_folder(os.environ["RESNET_BENCH_CACHE"], "$RESNET_BENCH_CACHE")
     return inputs.writable_folder(Path.home() / ".cache" / "resnet_bench", "cache folder")
+
+
+@contextlib.contextmanager
+def writing_cache(path: Path, what: str):
+    """Writes into the data cache: a full disk is one line naming the folder and the variable
+    that moves the cache, and ``path`` (a temporary or a memory map) is removed, so no partial
+    file is left for a later run to read."""
+    try:
+        yield
+    except OSError as e:
+        path.unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(
+                f"{path.parent}: no space left on the device while writing {what}; free space there or set "
+                "$RESNET_BENCH_CACHE to a folder on a disk with room"
+            ) from None
+        raise
 
 
 def _seeded_choice(items: list, k: int, seed: int, salt: str) -> list:
@@ -79,7 +98,8 @@ def load_synthetic(cfg) -> Arrays:
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, x=x, y=y)
+        with writing_cache(tmp, f"the generated data set ({(x.nbytes + y.nbytes) / 1e6:,.0f} MB)"):
+            np.savez(tmp, x=x, y=y)
         tmp.replace(path)  # atomic, so concurrent runs never read half a file
     n = cfg.train_size
     return Arrays(x[:n], y[:n], x[n:], y[n:], synthetic.class_names(cfg.classes), "synthetic", [])
@@ -140,7 +160,12 @@ def _decode_all(items: list[tuple[Path, int]], size: int, resize: str, max_bad: 
         key = hashlib.sha256(repr((str(root), size, resize, len(items))).encode()).hexdigest()[:16]
         path = cache_dir() / f"decoded-{key}.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
-        x = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(items), size, size, 3))
+        with writing_cache(path, f"the decoded images ({nbytes / 1e9:,.1f} GB)"):
+            x = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(items), size, size, 3))
+            # A memory map's file is sparse: a disk that fills while pages are written kills the
+            # process with SIGBUS. Reserving the blocks now turns that into ENOSPC, here.
+            with open(path, "r+b") as f:
+                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
     else:
         x = np.empty((len(items), size, size, 3), np.uint8)
     ok = np.zeros(len(items), bool)
