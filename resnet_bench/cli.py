@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 
@@ -251,15 +252,28 @@ def _check_environment(args) -> None:
         inputs.output_path(args.out, "--out")
 
 
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    _setup_env(argv)
-    args = build_parser().parse_args(argv)
-    quiet.set_verbose(args.verbose)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    for noisy in ("mlflow", "alembic", "absl", "tensorflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
+    """The command line; a SIGTERM anywhere in it is the one 'terminated' line and exit 143."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        _setup_env(argv)
+        args = build_parser().parse_args(argv)
+        quiet.set_verbose(args.verbose)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+        for noisy in ("mlflow", "alembic", "absl", "tensorflow"):
+            logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
         _check_environment(args)
         if args.command in TENSORFLOW_COMMANDS:
             quiet.load_tensorflow()

@@ -21,6 +21,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import threading
 import time
 from typing import Protocol
 
@@ -157,11 +158,45 @@ class InProcess:
         pass
 
 
-def _worker_main(cfg, uri, force, invocation, results, tasks, worker_id: int) -> None:
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _start_shielded(process) -> None:
+    """Start ``process`` with SIGINT and SIGTERM blocked. The mask survives spawn's exec, so a
+    Ctrl-C while the new interpreter boots stays pending until :func:`_worker_main` has its
+    handlers in place, instead of printing a traceback from the middle of an import; the
+    parent's own pending signal is delivered when its mask is restored, a moment later."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _watch_parent(parent_pid: int, orphaned: threading.Event, interval: float = 1.0) -> None:
+    """End this worker like a SIGTERM would when the sweep that started it is gone.
+
+    A sweep killed outright (``kill -9``, the OOM killer, a scheduler's time limit) cannot stop
+    its workers, and a worker blocked on its task queue would otherwise live on, holding a
+    TensorFlow's worth of memory. Polling the parent's pid works on every POSIX system; the
+    run in flight ends KILLED, so the next sweep resumes it.
+    """
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        orphaned.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _worker_main(cfg, uri, force, invocation, results, tasks, worker_id: int, parent_pid: int) -> None:
     """A local worker: its own TensorFlow, pulling runs until told to stop.
 
-    SIGINT or SIGTERM ends the run in flight as KILLED (execute_run does that), reports it,
-    and ends the worker; further signals are ignored so that the ending is not cut short.
+    SIGINT or SIGTERM, at any moment from start-up on, ends the run in flight as KILLED
+    (execute_run does that), reports it, and ends the worker quietly (exit 130); further
+    signals are ignored so that the ending is not cut short.
     """
 
     def stop(exc):
@@ -174,17 +209,21 @@ def _worker_main(cfg, uri, force, invocation, results, tasks, worker_id: int) ->
 
     signal.signal(signal.SIGINT, stop(KeyboardInterrupt))
     signal.signal(signal.SIGTERM, stop(Terminated))
-    from .quiet import load_tensorflow
-
-    load_tensorflow()
-    from .train import configure_threads
-
-    configure_threads(cfg.train.intra_op_threads)  # before TensorFlow runs its first op
 
     def echo(text: str) -> None:
-        results.put(("log", worker_id, text))
+        if not orphaned.is_set():
+            results.put(("log", worker_id, text))
 
+    orphaned = threading.Event()
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by _start_shielded
+        _watch_parent(parent_pid, orphaned)
+        from .quiet import load_tensorflow
+
+        load_tensorflow()
+        from .train import configure_threads
+
+        configure_threads(cfg.train.intra_op_threads)  # before TensorFlow runs its first op
         while True:
             task = tasks.get()
             if task is None:
@@ -193,9 +232,10 @@ def _worker_main(cfg, uri, force, invocation, results, tasks, worker_id: int) ->
             status = execute_run(cfg, spec, seed, uri, force, invocation, label, echo)
             results.put(("done", worker_id, status))
     except (KeyboardInterrupt, Terminated):
-        results.put(("done", worker_id, "KILLED"))
-        results.close()
-        results.join_thread()
+        if not orphaned.is_set():  # nobody to tell otherwise
+            results.put(("done", worker_id, "KILLED"))  # the pool ignores it when no run was in flight
+            results.close()
+            results.join_thread()
         os._exit(130)  # skip interpreter teardown: TensorFlow's threads can stall it
 
 
@@ -204,9 +244,14 @@ class _Worker:
         self.id = worker_id
         self.tasks = ctx.Queue()
         self.process = ctx.Process(
-            target=_worker_main, args=(*args, self.tasks, worker_id), name=f"resnet-bench-worker-{worker_id}"
+            target=_worker_main,
+            args=(*args, self.tasks, worker_id, os.getpid()),
+            name=f"resnet-bench-worker-{worker_id}",
+            # daemonic: should the sweep exit without closing the pool (an interrupt between
+            # two statements), multiprocessing's exit handler still sends each a SIGTERM
+            daemon=True,
         )
-        self.process.start()
+        _start_shielded(self.process)
         self.run = None  # the PlannedRun in flight
         self.held: set = set()  # specs this worker has compiled (and keeps for reuse)
 
@@ -219,8 +264,14 @@ class LocalPool:
         self.results = self.ctx.Queue()
         self.args = (cfg, uri, force, invocation, self.results)
         self.echo, self.store, self.cfg = echo, store, cfg
-        self.workers = [_Worker(self.ctx, self.args, i) for i in range(1, jobs + 1)]
+        self.workers: list[_Worker] = []
         self._next_id = jobs + 1
+        try:
+            for i in range(1, jobs + 1):
+                self.workers.append(_Worker(self.ctx, self.args, i))
+        except BaseException:  # an interrupt while starting them: stop those already started
+            self.close(interrupted=True)
+            raise
         echo(f"{jobs} local worker processes, {cfg.train.intra_op_threads or 'default'} intra-op thread(s) each")
 
     def _choose(self, worker: _Worker, pending: list):

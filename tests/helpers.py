@@ -64,3 +64,24 @@ def wait_for_mid_run(uri: str, experiment: str, after_finished: int = 0, timeout
                 return running[0]
         time.sleep(0.3)
     raise AssertionError(f"no run of {experiment} got under way in {timeout}s")
+
+
+def live_children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` and that have not exited (zombies count as gone)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                state, ppid = (d / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            except (OSError, ValueError):
+                continue
+            if int(ppid) == pid and state != "Z":
+                out.append(int(d.name))
+    return out
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

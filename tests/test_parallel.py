@@ -10,7 +10,16 @@ from mlflow.tracking import MlflowClient
 from resnet_bench import cli, config, data, scheduler
 from resnet_bench.train import clear_compiled, train_run
 
-from .helpers import SLOW_RUN, all_runs, by_status, spawn, store_uri, wait_for_mid_run
+from .helpers import (
+    SLOW_RUN,
+    all_runs,
+    by_status,
+    is_alive,
+    live_children,
+    spawn,
+    store_uri,
+    wait_for_mid_run,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +104,7 @@ def test_interrupted_parallel_sweep_resumes_to_one_finished_run_each(tmp_path, t
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 130, out
+    assert "Traceback" not in out and out.count("interrupted: ") == 1, out
     assert by_status(uri, "tiny", "RUNNING") == []
     assert by_status(uri, "tiny", "KILLED")  # the runs in flight, their epochs kept
     assert cli.main(args) == 0
@@ -128,3 +138,45 @@ def test_sigterm_ends_every_worker(tmp_path, tiny_file):
     for pid in pids:  # no worker outlives the sweep
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_sigkilled_sweep_leaves_no_worker_behind_and_the_next_one_finishes_its_runs(tmp_path, tiny_file):
+    """kill -9 (the OOM killer, a batch system's limit) cannot stop the workers; they notice
+    their sweep is gone, end their runs KILLED and exit."""
+    uri, args, proc, _ = _two_job_sweep_under_way(tmp_path, tiny_file)
+    workers = live_children(proc.pid)
+    assert len(workers) >= 2  # the two workers (and multiprocessing's resource tracker, if any)
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.time() + 10
+    while any(is_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in workers if is_alive(p)]
+    assert by_status(uri, "tiny", "RUNNING") == []  # each worker ended its own run
+    assert by_status(uri, "tiny", "KILLED")
+    assert cli.main(args) == 0
+    assert sorted(r.data.params["model"] for r in by_status(uri, "tiny", "FINISHED")) == ["plain8", "resnet8"]
+
+
+@pytest.mark.parametrize("moment", ["runs planned", "local worker processes", "started on worker"])
+def test_ctrl_c_while_a_sweep_starts_is_one_line(tmp_path, tiny_file, moment):
+    """SIGINT right after the sweep prints ``moment``: while TensorFlow loads, while the workers
+    boot and import it, as the first run is handed out. Exit 130, one line, no traceback, no
+    run left RUNNING, no worker left behind."""
+    uri = store_uri(tmp_path)
+    args = ["run", str(tiny_file), "--tracking-uri", uri, "--jobs", "2", "--seeds", "0", "--models", "resnet8,plain8"]
+    proc = spawn(args, cwd=tmp_path)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if moment in line:
+            break
+    children = live_children(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=180)
+    out = "".join(seen) + rest
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out and out.count("interrupted: ") == 1, out
+    assert by_status(uri, "tiny", "RUNNING") == []
+    time.sleep(1)
+    assert not [p for p in children if is_alive(p)]
