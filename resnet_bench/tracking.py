@@ -7,9 +7,10 @@ would scatter one experiment's (variant, seed) grid over many parents. Tags
 exactly the runs it needs whatever produced them.
 
 A run is *claimed* by creating it (status RUNNING, tagged with its ``run_key`` and its owner's
-host and pid) and then looking for other live runs with the same key: the oldest one wins and
-the others delete their fresh run and move on. Creation-then-check needs no lock, works over a
-tracking server, and never lets two processes train the same run. A RUNNING run whose owner
+host and pid) and then deciding among the live runs with the same key by tickets, as in
+Lamport's bakery (:meth:`Store.claim`): one wins and the others delete their fresh run and
+move on. It needs no lock, works over a tracking server, and never lets two processes train
+the same run. A RUNNING run whose owner
 is gone (same host and a dead pid, or, from another host, no heartbeat for ``STALE_SECONDS``
 while a live run beats every ``HEARTBEAT_SECONDS``) is marked KILLED
 before the claim, so a SIGKILLed sweep resumes cleanly.
@@ -36,6 +37,7 @@ from .errors import DivergedError, Terminated
 
 STALE_SECONDS = 600.0  # default of $RESNET_BENCH_STALE_SECONDS
 HEARTBEAT_SECONDS = 60
+CLAIM_WAIT_SECONDS = 120.0  # longest wait for a rival claim to publish its ticket before giving way
 _MAX_BATCH = 900  # MLflow caps a log_batch call at 1000 params + metrics + tags
 
 
@@ -85,6 +87,14 @@ def _schema_lock(uri: str):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _ticket(run) -> int:
+    """A claim's ticket; 0 for a run created by a version without tickets (it claimed first)."""
+    try:
+        return int(run.data.tags.get("claim_ticket", 0))
+    except ValueError:
+        return 0
 
 
 class Store:
@@ -159,7 +169,17 @@ class Store:
         return n
 
     def claim(self, exp_id: str, run_key: str, tags: dict, force: bool = False) -> str | None:
-        """Create the run for ``run_key`` unless it is finished (and not forced) or taken."""
+        """Create the run for ``run_key`` unless it is finished (and not forced) or taken.
+
+        Concurrent claims for one key are decided like Lamport's bakery, with the store as
+        the shared memory: a claimant creates its run tagged ``claim=choosing``, takes the
+        ticket one above every rival's, publishes it (``claim=ready``), waits while any live
+        rival is still choosing, and owns the run only when no live rival holds a smaller
+        (ticket, run id). Lower-ticket rivals win and late claimants draw higher tickets, so
+        exactly one claim wins however the calls interleave, with no clock involved: a start
+        time is taken before the insert that makes a run visible, so ordering by it let two
+        claims each miss the other and both train (issue 22).
+        """
         self.reap(exp_id, run_key, str(tags.get("invocation", "")))
         if not force and any(r.info.status == "FINISHED" for r in self.runs_with_key(exp_id, run_key)):
             return None
@@ -167,19 +187,26 @@ class Store:
         run = self.call(
             "create_run",
             exp_id,
-            tags={**{k: str(v) for k, v in tags.items()}, **owner, "run_key": run_key},
+            tags={**{k: str(v) for k, v in tags.items()}, **owner, "run_key": run_key, "claim": "choosing"},
             run_name=tags.get("run_name"),
         )
-        mine = (run.info.start_time, run.info.run_id)
-        for other in self.runs_with_key(exp_id, run_key):
-            if other.info.run_id == run.info.run_id:
+        me = run.info.run_id
+        rivals = [r for r in self.runs_with_key(exp_id, run_key) if r.info.run_id != me]
+        ticket = 1 + max((_ticket(r) for r in rivals), default=0)
+        self.call("log_batch", me, tags=[RunTag("claim_ticket", str(ticket)), RunTag("claim", "ready")])
+        deadline = time.time() + CLAIM_WAIT_SECONDS
+        while True:
+            rivals = [r for r in self.runs_with_key(exp_id, run_key) if r.info.run_id != me]
+            live = [r for r in rivals if r.info.status == "RUNNING" and self.owner_alive(r)]
+            choosing = any(r.data.tags.get("claim") == "choosing" for r in live)
+            if choosing and time.time() < deadline:
+                time.sleep(0.05)
                 continue
-            live = other.info.status == "RUNNING" and (other.info.start_time, other.info.run_id) < mine
-            done = other.info.status == "FINISHED" and not force
-            if live or done:
-                self.call("delete_run", run.info.run_id)
+            finished = not force and any(r.info.status == "FINISHED" for r in rivals)
+            if choosing or finished or any((_ticket(r), r.info.run_id) < (ticket, me) for r in live):
+                self.call("delete_run", me)
                 return None
-        return run.info.run_id
+            return me
 
     # -- logging -------------------------------------------------------------------------
 
