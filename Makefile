@@ -8,15 +8,32 @@ EXPERIMENT ?= experiments/shortcut_ablation.toml
 NAME     = $(basename $(notdir $(EXPERIMENT)))
 ARGS    ?=
 
-.PHONY: install test test-fast bench report ui perf gpu-check lint clean
+.PHONY: install install-unlocked lock test test-fast bench report ui perf gpu-check lint clean
 
-$(STAMP): pyproject.toml
+LOCK     = requirements.lock
+
+# The exact versions (with hashes) that produced the committed reports; `make lock` refreshes it.
+$(STAMP): pyproject.toml $(LOCK)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	echo locked > $(STAMP)
+
+install: $(STAMP)
+
+## development against the newest versions pyproject.toml allows, not the lock
+install-unlocked:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
-	touch $(STAMP)
+	echo unlocked > $(STAMP)
 
-install: $(STAMP)
+## resolve the newest allowed versions again and write them, with hashes, to requirements.lock
+lock:
+	$(PYTHON) -m venv .lock-venv  # pip-tools in a venv of its own, so the locked one stays exact
+	.lock-venv/bin/python -m pip install --quiet pip-tools
+	.lock-venv/bin/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe --extra test --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml
 
 ## the whole suite (what CI runs)
 test: $(STAMP)
