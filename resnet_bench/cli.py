@@ -30,6 +30,10 @@ def _setup_env(argv: list[str]) -> None:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # The store's calls wait out an outage themselves, quietly and for one configurable time
+    # ($RESNET_BENCH_TRACKING_PATIENCE, tracking._retry); MLflow's own HTTP retries would add
+    # minutes of backoff and a warning per attempt on top.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 
 
 def _cmd_run(args) -> int:
@@ -248,6 +252,7 @@ def _check_environment(args) -> None:
     (``$RESNET_BENCH_CACHE`` is checked where the cache is used, ``data.sources.cache_dir``.)
     """
     inputs.env_float("RESNET_BENCH_STALE_SECONDS", 0.0)
+    inputs.env_float("RESNET_BENCH_TRACKING_PATIENCE", 0.0)
     if args.command in ("perf", "gpu-check") and args.out:
         inputs.output_path(args.out, "--out")
 

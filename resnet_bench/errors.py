@@ -11,3 +11,7 @@ class DivergedError(RuntimeError):
 
 class Terminated(BaseException):
     """Raised in the main thread on SIGTERM so the run in flight ends as KILLED (exit 143)."""
+
+
+class StoreUnavailable(UserError):
+    """The tracking store did not answer for longer than ``$RESNET_BENCH_TRACKING_PATIENCE``."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import config as config_mod
 from . import schema
-from .errors import Terminated
+from .errors import StoreUnavailable, Terminated
 from .spec import ModelSpec
 from .tracking import Store
 
@@ -113,7 +113,8 @@ def execute_run(
 
     ``SKIPPED`` when it is finished or another process holds it; otherwise FINISHED, FAILED
     or KILLED as :meth:`~resnet_bench.tracking.Store.tracked_run` decides. Epoch metrics are
-    logged as they come, so nothing done is lost.
+    logged as they come (by a writer thread that waits out a store's outage), so nothing done
+    is lost; a store away for longer than its patience makes the run FAILED, told in one line.
     """
     from . import data as data_mod
     from .train import train_run
@@ -123,33 +124,39 @@ def execute_run(
     info = data_mod.describe(arrays)
     name = f"{label} {spec.name} seed {seed}"
     key, tags = cfg.run_key(spec, seed), run_tags(cfg, spec, seed, invocation, info)
-    with store.tracked_run(store.experiment_id(cfg.name), key, tags, force) as run:
-        if run is None:
-            echo(f"{name}: finished or taken by another process, skipped")
-            return "SKIPPED"
-        history: list[dict] = []
-        run.finishers += [
-            lambda: history and run.log_text(_history_csv(history), "history.csv"),
-            lambda: run.log_text(config_mod.to_toml(cfg), "config.toml"),
-            lambda: echo(f"{name}: {run.status} in {run.seconds:.0f}s" + (f" ({run.reason})" if run.reason else "")),
-        ]
-        run.log_params(run_params(cfg, spec, seed, info))
-        log_dataset(run, cfg, info, arrays)
-        if info["skipped_files"]:
-            run.log_text("\n".join(info["skipped_files"]) + "\n", "skipped_files.txt")
+    try:
+        with store.tracked_run(store.experiment_id(cfg.name), key, tags, force) as run:
+            if run is None:
+                echo(f"{name}: finished or taken by another process, skipped")
+                return "SKIPPED"
+            history: list[dict] = []
+            run.finishers += [
+                lambda: history and run.log_text(_history_csv(history), "history.csv"),
+                lambda: run.log_text(config_mod.to_toml(cfg), "config.toml"),
+                lambda: echo(
+                    f"{name}: {run.status} in {run.seconds:.0f}s" + (f" ({run.reason})" if run.reason else "")
+                ),
+            ]
+            run.log_params(run_params(cfg, spec, seed, info))
+            log_dataset(run, cfg, info, arrays)
+            if info["skipped_files"]:
+                run.log_text("\n".join(info["skipped_files"]) + "\n", "skipped_files.txt")
 
-        def on_epoch(row):
-            history.append(row)
-            run.log_epoch(row)
-            echo(f"{name} epoch {row['epoch']}/{cfg.train.epochs}: " + _epoch_summary(row))
+            def on_epoch(row):
+                history.append(row)
+                run.log_epoch(row)
+                echo(f"{name} epoch {row['epoch']}/{cfg.train.epochs}: " + _epoch_summary(row))
 
-        result = train_run(cfg, spec, seed, arrays, on_epoch=on_epoch, on_model=lambda _, i: run.log_params(i))
-        if result.responses:  # measured after the last epoch, logged at its step
-            run.log_epoch({"epoch": len(result.history), **result.responses})
-        run.log_text(result.summary, "model_summary.txt")
-        if cfg.train.save_weights:
-            run.log_weights(result.model)
-    return run.status
+            result = train_run(cfg, spec, seed, arrays, on_epoch=on_epoch, on_model=lambda _, i: run.log_params(i))
+            if result.responses:  # measured after the last epoch, logged at its step
+                run.log_epoch({"epoch": len(result.history), **result.responses})
+            run.log_text(result.summary, "model_summary.txt")
+            if cfg.train.save_weights:
+                run.log_weights(result.model)
+        return run.status
+    except StoreUnavailable as e:  # past the patience; what was written stays, a resume retrains
+        echo(f"{name}: FAILED: {e}")
+        return "FAILED"
 
 
 def _epoch_summary(row: dict) -> str:

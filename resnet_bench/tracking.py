@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import socket
 import sys
 import tempfile
@@ -33,7 +34,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunT
 from mlflow.tracking import MlflowClient
 
 from . import inputs
-from .errors import DivergedError, Terminated
+from .errors import DivergedError, StoreUnavailable, Terminated
 
 STALE_SECONDS = 600.0  # default of $RESNET_BENCH_STALE_SECONDS
 HEARTBEAT_SECONDS = 60
@@ -58,15 +59,45 @@ def _duplicate_key(e: Exception) -> bool:
     return any(k in text for k in ("unique constraint", "integrityerror", "duplicate key", "duplicate entry"))
 
 
+PATIENCE_SECONDS = 120.0  # default of $RESNET_BENCH_TRACKING_PATIENCE: a server restart fits
+# What a store says when it is away for a while rather than refusing a request: a server that
+# restarts (connection refused or reset, 502-504 from a proxy in front of it), a SQLite file
+# another sweep holds locked.
+_TRANSIENT = ("max retries exceeded", "connection refused", "connection reset", "connection aborted",
+              "remotedisconnected", "read timed out", "temporarily unavailable", "bad gateway",
+              "service unavailable", "gateway timeout", "database is locked", "locked")  # fmt: skip
+
+
+def _transient(e: Exception) -> bool:
+    return any(k in str(e).lower() for k in _TRANSIENT)
+
+
 def _retry(fn, *args, **kwargs):
-    """SQLite allows one writer at a time: two sweeps on one store retry instead of crashing."""
-    for attempt in range(20):
+    """Retry a store call while the store is away, with backoff, for the configured patience.
+
+    A tracking server restarting or a SQLite file locked by another sweep is an ordinary event
+    of a long sweep: the call waits (at most ``$RESNET_BENCH_TRACKING_PATIENCE`` seconds,
+    counted from the first failure) instead of failing the run. MLflow's own HTTP retries are
+    turned off by the CLI (``MLFLOW_HTTP_REQUEST_MAX_RETRIES=0`` unless set), so this is the
+    one knob, and its waiting is quiet. Past the limit: :class:`StoreUnavailable`, one line.
+    """
+    deadline, delay = None, 0.2
+    while True:
         try:
             return fn(*args, **kwargs)
         except Exception as e:
-            if "locked" not in str(e).lower() or attempt == 19:
+            if not _transient(e):
                 raise
-            time.sleep(0.2 * (attempt + 1))
+            now = time.time()
+            patience = inputs.env_float("RESNET_BENCH_TRACKING_PATIENCE", PATIENCE_SECONDS)
+            deadline = deadline or now + patience
+            if now >= deadline:
+                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                raise StoreUnavailable(
+                    f"the tracking store did not answer for {patience:.0f} s ($RESNET_BENCH_TRACKING_PATIENCE): {first}"
+                ) from None
+            time.sleep(min(delay, max(0.0, deadline - now)))
+            delay = min(delay * 2, 5.0)
 
 
 @contextlib.contextmanager
@@ -110,7 +141,7 @@ class Store:
         sweeps creating it at the same moment collide ("duplicate column")."""
         with inputs.opening_store(self.uri), _schema_lock(self.uri):
             self.client = MlflowClient(tracking_uri=self.uri)
-            self.call("search_experiments", max_results=1)
+            self.client.search_experiments(max_results=1)  # no patience: a wrong URI is told at once
 
     def call(self, name: str, *args, **kwargs):
         return _retry(getattr(self.client, name), *args, **kwargs)
@@ -262,6 +293,8 @@ class Store:
             run.status = "FINISHED"
         except DivergedError as e:
             reason = f"diverged: {e}"
+        except StoreUnavailable as e:  # training went on; its epochs could not all be written
+            reason = str(e)
         except (KeyboardInterrupt, Terminated):
             run.status, reason = "KILLED", "interrupted (SIGINT/SIGTERM)"
             raise
@@ -270,10 +303,15 @@ class Store:
             traceback.print_exc(file=sys.stderr)
         finally:
             beating.set()
+            written = run.flush()  # whatever the status: nothing trained is lost
+            if run.status == "FINISHED" and not written:
+                run.status, reason = "FAILED", str(run.writer_error)
             run.reason, run.seconds = reason, time.time() - run.started
-            for finish in run.finishers:
-                finish()
-            self.end(run_id, run.status, reason)
+            try:
+                for finish in run.finishers:
+                    finish()
+            finally:  # the status is recorded even when an artifact could not be
+                self.end(run_id, run.status, reason)
 
 
 class TrackedRun:
@@ -286,12 +324,41 @@ class TrackedRun:
         self.started = time.time()
         self.seconds = 0.0
         self.finishers: list = []  # called at the end whatever the status (artifacts of what was done)
+        self._epochs: queue.Queue = queue.Queue()
+        self.writer_error: Exception | None = None
+        self._writer = threading.Thread(target=self._write_epochs, name="epoch-writer", daemon=True)
+        self._writer.start()
 
     def log_params(self, params: dict) -> None:
         self.store.log_params(self.run_id, params)
 
     def log_epoch(self, row: dict) -> None:
-        self.store.log_epoch(self.run_id, row)
+        """Queue an epoch for the writer thread: training goes on while the store is away, and
+        the epochs are written in order once it answers. Raises the writer's error, if it gave
+        up, so a run whose epochs cannot be tracked stops at the next epoch."""
+        if self.writer_error is not None:
+            raise self.writer_error
+        self._epochs.put(row)
+
+    def _write_epochs(self) -> None:
+        while True:
+            row = self._epochs.get()
+            try:
+                if row is not None and self.writer_error is None:
+                    self.store.log_epoch(self.run_id, row)
+            except Exception as e:  # StoreUnavailable past the patience, or what the store refused
+                self.writer_error = e if isinstance(e, StoreUnavailable) else StoreUnavailable(f"epoch not logged: {e}")
+            finally:
+                self._epochs.task_done()
+            if row is None:
+                return
+
+    def flush(self) -> bool:
+        """Wait until every queued epoch is written (the writer's patience bounds the wait);
+        False when the writer gave up."""
+        self._epochs.put(None)
+        self._writer.join()
+        return self.writer_error is None
 
     def log_text(self, text: str, name: str) -> None:
         self.store.call("log_text", self.run_id, text, name)
