@@ -97,7 +97,7 @@ def _config(sizes: dict, mixed: str, jit: str, extra: dict | None = None, depth:
 
 def check_correctness(sizes: dict) -> dict:
     """float32 against the GPU defaults on the same seed and batches."""
-    from . import data
+    from . import data, schema
     from .train import train_run
 
     curves = {}
@@ -108,7 +108,7 @@ def check_correctness(sizes: dict) -> dict:
         curves[label] = {
             "jit_compiled": result.model_info["jit_compile_resolved"],
             "train_loss": [r["train_loss"] for r in result.history],
-            "grad_norms": [v for r in result.history for k, v in r.items() if k.startswith("grad_norm/")],
+            "grad_norms": [v for r in result.history for k, v in r.items() if k.startswith(schema.GRAD_NORM_PREFIX)],
         }
     ref, mp = curves["float32"]["train_loss"], curves["mixed_float16+xla"]["train_loss"]
     finite = all(math.isfinite(x) for c in curves.values() for x in c["train_loss"] + c["grad_norms"])

@@ -29,8 +29,10 @@ from .runner import Terminated, _on_sigterm, execute_run
 
 
 class Pool(Protocol):
-    def start_next(self, pending: list) -> object | None:
-        """Start one of ``pending`` if a slot is free; return it (or None when full)."""
+    def start_next(self, pending: list, label) -> object | None:
+        """Start one of ``pending`` if a slot is free; return it (or None when full).
+
+        ``label(run)`` gives the run's progress tag (``[3/24]``) for the lines it prints."""
 
     def wait(self) -> list[tuple[object, str]]:
         """Block until at least one run ends (or a short timeout); return (run, status) pairs."""

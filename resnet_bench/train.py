@@ -132,7 +132,9 @@ def make_optimizer(t, steps_per_epoch: int):
     wd = (t.weight_decay or None) if t.weight_decay_mode == "decoupled" else None
     if t.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=t.momentum, weight_decay=wd)
-    return keras.optimizers.Adam(lr, weight_decay=wd)
+    if t.optimizer == "adam":
+        return keras.optimizers.Adam(lr, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {t.optimizer!r}")  # config.CHOICES admits only these
 
 
 def add_l2_penalty(model: keras.Model, weight_decay: float) -> int:

@@ -17,10 +17,6 @@ from .helpers import EPOCH_METRICS, ROOT, SLOW_RUN, all_runs, by_status, spawn, 
 pytestmark = pytest.mark.slow
 
 
-# Runs long enough (about 20 epochs of 60 steps) that a signal sent after the first epoch
-# always lands mid-run, however fast the machine.
-
-
 def cli_args(experiment, uri: str, extra: str = "") -> list[str]:
     """Arguments of ``resnet-bench run`` on ``experiment`` against the store ``uri``."""
     return ["run", str(experiment), "--tracking-uri", uri, *extra.split()]

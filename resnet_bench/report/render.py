@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .. import schema  # noqa: E402
 from . import stats  # noqa: E402
 
 PNG_META = {"Software": None}
@@ -74,8 +75,9 @@ def figures(
     names = stats.variant_names(runs)
     deepest = max((d for d, _, _ in names), default=None)
     pair = [names.get((deepest, True, False)) or names.get((deepest, True, True)), names.get((deepest, False, False))]
-    order = lambda c: (c != "grad_norm/stem", c == "grad_norm/head", c)  # noqa: E731  stem, stages, head
-    grad_cols = sorted((c for c in frame.columns if c.startswith("grad_norm/")), key=order)
+    stem, head = f"{schema.GRAD_NORM_PREFIX}stem", f"{schema.GRAD_NORM_PREFIX}head"
+    order = lambda c: (c != stem, c == head, c)  # noqa: E731  stem, stages, head
+    grad_cols = sorted((c for c in frame.columns if c.startswith(schema.GRAD_NORM_PREFIX)), key=order)
     if all(pair) and grad_cols:
         sub = frame[frame["model"].isin(pair)]
         groups = [c for c in grad_cols if sub[c].notna().any()]
