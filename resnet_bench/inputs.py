@@ -276,6 +276,13 @@ def resolve_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH`` tracking URI; None for any other store."""
+    if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
+        return Path(uri[len("sqlite:///") :])
+    return None
+
+
 def tracking_uri(uri: str | None, must_exist: bool = False) -> str:
     """``--tracking-uri`` > ``$MLFLOW_TRACKING_URI`` > ``sqlite:///<cwd>/mlflow.db``, checked.
 
@@ -293,8 +300,8 @@ def tracking_uri(uri: str | None, must_exist: bool = False) -> str:
     scheme = urllib.parse.urlparse(uri).scheme.split("+")[0].lower()
     if scheme and len(scheme) > 1 and scheme not in TRACKING_SCHEMES:  # one letter: a Windows drive
         raise UserError(f"{where}: unsupported scheme {scheme!r} (MLflow stores: {', '.join(TRACKING_SCHEMES)})")
-    if scheme == "sqlite" and uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
-        _check_sqlite(Path(uri[len("sqlite:///") :]), where, must_exist)
+    if scheme == "sqlite" and sqlite_path(uri):
+        _check_sqlite(sqlite_path(uri), where, must_exist)
     elif scheme in ("", "file"):
         folder = urllib.parse.urlparse(uri).path if scheme else uri
         _check_folder_store(Path("/" + folder.lstrip("/") if folder.startswith("/") else folder), where)

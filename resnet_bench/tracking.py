@@ -107,10 +107,10 @@ def _schema_lock(uri: str):
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         fcntl = None
-    if not uri.startswith("sqlite:///") or fcntl is None:
+    db = inputs.sqlite_path(uri)
+    if db is None or fcntl is None:
         yield
         return
-    db = Path(uri[len("sqlite:///") :])
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{db}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -155,9 +155,9 @@ class Store:
         if not create:
             return None
         artifacts = None
-        if self.uri.startswith("sqlite:///"):
-            # MLflow 3's local layout: mlflow.db beside an mlruns/ artifact folder.
-            artifacts = (Path(self.uri[len("sqlite:///") :]).parent / "mlruns").as_uri()
+        db = inputs.sqlite_path(self.uri)
+        if db is not None:  # MLflow 3's local layout: mlflow.db beside an mlruns/ artifact folder
+            artifacts = (db.parent / "mlruns").as_uri()
         try:
             return self.call("create_experiment", name, artifact_location=artifacts)
         except Exception:  # created by a concurrent sweep a moment ago
