@@ -66,8 +66,12 @@ def residual_blocks(model: keras.Model) -> list[str]:
 
 def metric_names(model: keras.Model) -> list[str]:
     """The metric names :class:`ResponseProbe` returns for ``model``, in its order."""
-    return [schema.response_metric(i, n) for i, n in enumerate(response_layers(model), 1)] + [
-        schema.branch_metric(i, b) for i, b in enumerate(residual_blocks(model), 1)
+    return _names(response_layers(model), residual_blocks(model))
+
+
+def _names(bns: list[str], blocks: list[str]) -> list[str]:
+    return [schema.response_metric(i, n) for i, n in enumerate(bns, 1)] + [
+        schema.branch_metric(i, b) for i, b in enumerate(blocks, 1)
     ]
 
 
@@ -80,9 +84,9 @@ class ResponseProbe:
     """
 
     def __init__(self, model: keras.Model):
-        self.bns = response_layers(model)
-        adds = [model.get_layer(f"{b}_add") for b in residual_blocks(model)]
-        self.names = metric_names(model)
+        self.bns, blocks = response_layers(model), residual_blocks(model)
+        adds = [model.get_layer(f"{b}_add") for b in blocks]
+        self.names = _names(self.bns, blocks)
         outputs = [model.get_layer(n).output for n in self.bns] + [t for a in adds for t in a.input]
         self.taps = keras.Model(model.inputs, outputs, name=f"{model.name}_responses") if outputs else None
 

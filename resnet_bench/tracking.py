@@ -65,7 +65,7 @@ PATIENCE_SECONDS = 120.0  # default of $RESNET_BENCH_TRACKING_PATIENCE: a server
 # another sweep holds locked.
 _TRANSIENT = ("max retries exceeded", "connection refused", "connection reset", "connection aborted",
               "remotedisconnected", "read timed out", "temporarily unavailable", "bad gateway",
-              "service unavailable", "gateway timeout", "database is locked", "locked")  # fmt: skip
+              "service unavailable", "gateway timeout", "locked")  # fmt: skip
 
 
 def _transient(e: Exception) -> bool:

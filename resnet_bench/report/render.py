@@ -34,15 +34,20 @@ def _colours(runs: pd.DataFrame) -> dict:
     return {m: cmap(i % 10) for i, m in enumerate(models)}
 
 
-def _band_plot(ax, frame, runs, metric, colours, ylabel):
+def _mean_bands(ax, table: pd.DataFrame, x: str, runs: pd.DataFrame, colours: dict) -> None:
+    """One line per variant of ``table`` (columns model, ``x``, mean, min, max): the mean, with
+    the min-max band over seeds; dashed for plain nets."""
     shortcut = runs.drop_duplicates("model").set_index("model")["shortcut"]
-    cur = stats.curves(frame, metric)
     for model in colours:
-        c = cur[cur["model"] == model]
+        c = table[table["model"] == model]
         if c.empty:
             continue
-        ax.plot(c["epoch"], c["mean"], label=model, **_style(model, shortcut[model], colours))
-        ax.fill_between(c["epoch"], c["min"], c["max"], color=colours[model], alpha=0.15, linewidth=0)
+        ax.plot(c[x], c["mean"], label=model, **_style(model, shortcut[model], colours))
+        ax.fill_between(c[x], c["min"], c["max"], color=colours[model], alpha=0.15, linewidth=0)
+
+
+def _band_plot(ax, frame, runs, metric, colours, ylabel):
+    _mean_bands(ax, stats.curves(frame, metric), "epoch", runs, colours)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -144,19 +149,13 @@ def _fig7(profiles: pd.DataFrame, runs: pd.DataFrame, colours: dict, path: Path)
     """He et al.'s Fig. 7 (response std of each 3x3 layer in layer order, then each net's
     values sorted in descending order) and a third panel the paper does not have: each residual
     block's branch ratio in block order. One line per variant (mean over seeds; band: min-max)."""
-    shortcut = runs.drop_duplicates("model").set_index("model")["shortcut"]
     panels = [("response_std", "layer", "layer index (original)", "std of layer response"),
               ("response_std", "sorted", "layer index (sorted by magnitude)", "std of layer response"),
               ("branch_ratio", "layer", "residual block index", "||F(x)|| / ||x||")]  # fmt: skip
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for ax, (kind, order, xlabel, ylabel) in zip(axes, panels):
         sub = profiles[(profiles["kind"] == kind) & (profiles["order"] == order)]
-        for model in colours:
-            c = sub[sub["model"] == model]
-            if c.empty:
-                continue
-            ax.plot(c["position"], c["mean"], label=model, **_style(model, shortcut[model], colours))
-            ax.fill_between(c["position"], c["min"], c["max"], color=colours[model], alpha=0.15, linewidth=0)
+        _mean_bands(ax, sub, "position", runs, colours)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
