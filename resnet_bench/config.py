@@ -96,14 +96,25 @@ class TrainConfig:
     save_weights: bool = False
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    family: str = "auto"
-    flavour: str = "paper"
-    stem: str = "auto"
-    width: int = 0
-    bottleneck_stride: str = "v1"
-    bn_momentum: float = 0.9  # the paper's frameworks' value; Keras' own default is 0.99
+GRID_FIELDS = ("depth", "shortcut", "zero_init_residual")  # a ModelSpec's fields that the grid varies
+
+
+def _model_config() -> type:
+    """``[model]``: every field of :class:`ModelSpec` that the grid does not vary, with its
+    type and default, so a new model option is declared once, in spec.py, and is at once a
+    config field (validated, logged, part of the config hash)."""
+    hints = typing.get_type_hints(ModelSpec)
+    fields = [
+        (f.name, hints[f.name], field(default=f.default))
+        for f in dataclasses.fields(ModelSpec)
+        if f.name not in GRID_FIELDS
+    ]
+    cls = dataclasses.make_dataclass("ModelConfig", fields, frozen=True)
+    cls.__module__ = __name__  # where pickle (spawned workers) finds it
+    return cls
+
+
+ModelConfig = _model_config()
 
 
 @dataclass(frozen=True)
@@ -156,6 +167,8 @@ class ExperimentConfig:
         return hashlib.sha256(json.dumps(self.run_config(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+PRECISIONS = ("off", "float16", "bfloat16")  # mixed precision: off, or the 16-bit type of the compute
+
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "model": ModelConfig, "grid": GridConfig}
 
 CHOICES = {
@@ -166,7 +179,7 @@ CHOICES = {
     "train.weight_decay_mode": ("decoupled", "l2"),
     "train.lr_schedule": ("constant", "step", "cosine"),
     "train.loss": ("categorical", "binary"),
-    "train.mixed_precision": ("auto", "off", "float16", "bfloat16"),
+    "train.mixed_precision": ("auto", *PRECISIONS),
     "train.jit_compile": ("auto", "on", "off"),
     "train.distribute": ("none", "mirrored", "multi_worker"),
     "model.family": FAMILIES + ("auto",),
@@ -264,8 +277,7 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
     for s in g.shortcuts:
         if s not in SHORTCUTS:
             raise UserError(f"{origin}: grid.shortcuts has {s!r}; known: {', '.join(SHORTCUTS)}")
-    if any(s < 0 for s in g.seeds):
-        raise UserError(f"{origin}: grid.seeds must be non-negative, got {list(g.seeds)}")
+    inputs.check_seeds(g.seeds, f"{origin}: grid.seeds")
     if d.image_size < 8 and d.source == "synthetic" or d.image_size > 1024:
         raise UserError(f"{origin}: data.image_size must be between 8 and 1024, got {d.image_size}")
     if d.source != "synthetic" and not d.path:

@@ -13,8 +13,9 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from . import scheduler
+from . import inputs, runner, scheduler
 from .errors import UserError
+from .schema import ENDED_BADLY, FAILED, FINISHED, KILLED, SKIPPED
 from .spec import ModelSpec
 from .tracking import Store
 
@@ -40,9 +41,7 @@ def select(cfg, seeds=None, models=None) -> list[tuple[ModelSpec, int]]:
                 f"unknown model {unknown[0]!r} for {cfg.name}; this experiment has: {', '.join(sorted(known))}"
             )
         variants = [s for s in variants if s.name in models]
-    seeds = list(seeds) if seeds else list(cfg.grid.seeds)
-    if any(s < 0 for s in seeds):
-        raise UserError(f"--seeds must be non-negative integers, got {seeds}")
+    seeds = inputs.check_seeds(seeds, "--seeds") if seeds else list(cfg.grid.seeds)
     return [(spec, seed) for seed in seeds for spec in variants]
 
 
@@ -51,10 +50,7 @@ def plan(cfg, store: Store, pairs, force=False) -> list[PlannedRun]:
     out = []
     for spec, seed in pairs:
         key = cfg.run_key(spec, seed)
-        runs = store.runs_with_key(exp_id, key) if exp_id else []
-        statuses = {r.info.status for r in runs if r.info.status != "RUNNING" or store.owner_alive(r)}
-        state = "done" if "FINISHED" in statuses and not force else "running" if "RUNNING" in statuses else "pending"
-        out.append(PlannedRun(spec, seed, key, state))
+        out.append(PlannedRun(spec, seed, key, store.plan_state(exp_id, key, force)))
     return out
 
 
@@ -102,23 +98,23 @@ def run_sweep(
     if note:
         echo(note)
     invocation = uuid.uuid4().hex[:12]
+    task = scheduler.Task(runner.execute_run, runner.prepare_process)
     if executor == "ray":
         from .ray_executor import RayPool
 
-        pool = RayPool(cfg, store.uri, force, invocation, echo, **executor_options)
+        pool = RayPool(cfg, store.uri, force, invocation, echo, task, **executor_options)
     else:
         n = scheduler.auto_jobs(cfg.train.intra_op_threads, len(todo)) if jobs == "auto" else int(jobs)
         if n < 1:
             raise UserError(f"--jobs must be a positive integer or auto, got {jobs}")
         if n == 1:
-            pool = scheduler.InProcess(cfg, store.uri, force, invocation, echo)
+            pool = scheduler.InProcess(cfg, store.uri, force, invocation, echo, task)
         else:
-            pool = scheduler.LocalPool(cfg, store.uri, force, invocation, echo, n, store)
+            pool = scheduler.LocalPool(cfg, store.uri, force, invocation, echo, n, store, task)
     statuses = scheduler.schedule(pool, todo, echo)
-    failed = sum(s in ("FAILED", "KILLED") for s in statuses)
+    failed = sum(s in ENDED_BADLY for s in statuses)
     echo(
-        f"experiment {cfg.name}: {sum(s == 'FINISHED' for s in statuses)} finished, "
-        f"{sum(s == 'FAILED' for s in statuses)} failed, {sum(s == 'KILLED' for s in statuses)} killed, "
-        f"{sum(s == 'SKIPPED' for s in statuses)} skipped"
+        f"experiment {cfg.name}: {statuses.count(FINISHED)} finished, {statuses.count(FAILED)} failed, "
+        f"{statuses.count(KILLED)} killed, {statuses.count(SKIPPED)} skipped"
     )
     return 1 if failed else 0

@@ -1,11 +1,16 @@
-"""Where what the user supplies enters: files, folders, tracking URIs, output paths, argv.
+"""Where what the user supplies enters: files, folders, tracking URIs, output paths, argv,
+optional dependencies.
 
 Every input a user hands us comes through one of these functions, which return it ready to
 use or raise :class:`~resnet_bench.errors.UserError` naming the input and the reason in one
-line. The failures that bad input is *expected* to cause (the ``OSError`` family, truncated
-or foreign files, refused pickles, unknown URI schemes, MLflow refusing a store) are
-translated here and nowhere else, each inside a block that does nothing but read that input;
-anything else is a bug and keeps its traceback (see :func:`resnet_bench.cli.main`).
+line. The failures that reading bad input is *expected* to cause (the ``OSError`` family,
+truncated or foreign files, refused pickles, unknown URI schemes, MLflow refusing a store, a
+missing optional package) are translated here, each inside a block that does nothing but read
+that input; anything else is a bug and keeps its traceback (see :func:`resnet_bench.cli.main`).
+Two other kinds of check live with the knowledge they need and raise ``UserError`` there: the
+*content* of a data set (an empty class folder, mismatched arrays: ``data.sources``) and the
+values of an experiment (``config``); the library's builders raise ``ValueError`` at their
+boundary (an unknown depth), which the ``models`` and ``perf`` commands tell in one line.
 
 The module imports neither TensorFlow nor MLflow, so the command line can check its inputs
 before it loads either and answer a mistake at once.
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import io
 import os
 import pickle
@@ -72,15 +78,30 @@ def name_list(text: str) -> list[str]:
     return items
 
 
+def require(module: str, option: str, extra: str):
+    """Import the optional package ``module`` that ``option`` needs, or say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"{option} needs {module}: pip install 'resnet_bench[{extra}]'") from None
+
+
+def check_seeds(seeds, name: str) -> list[int]:
+    """The one rule for repeat seeds, wherever they come from: non-negative integers (a seed
+    derives the data order and initialisation of every variant, and negative ones are refused
+    by the generators). Raises :class:`UserError` naming ``name``."""
+    seeds = list(seeds)
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise UserError(f"{name} must be non-negative integers, got {seeds}")
+    return seeds
+
+
 def seed_list(text: str) -> list[int]:
     """argparse type: ``0,1,2``: non-negative integers."""
     try:
-        seeds = [int(x) for x in name_list(text)]
-    except ValueError:
-        seeds = [-1]
-    if any(s < 0 for s in seeds):
-        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers, got {text!r}")
-    return seeds
+        return check_seeds([int(x) for x in name_list(text)], "--seeds")
+    except (ValueError, UserError):
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers, got {text!r}") from None
 
 
 def jobs(text: str) -> int | str:

@@ -247,8 +247,7 @@ def build_model(
     x = _stem(ops, inputs, spec, stages[0][2] if spec.family == "cifar" else (spec.width or 64))
     for s, (kind, blocks, filters) in enumerate(stages, start=1):
         for b in range(1, blocks + 1):
-            first_stride = 2 if (s > 1 or (ops.article and kind == "bottleneck")) else 1
-            stride = first_stride if b == 1 else 1
+            stride = stage_stride(spec, s, kind) if b == 1 else 1
             name = f"stage{s}_block{b}"
             if kind == "basic":
                 x = basic_block(ops, x, filters, stride, spec.shortcut, name, spec.zero_init_residual)
@@ -274,6 +273,14 @@ def build_model(
     return keras.Model(inputs, outputs, name=spec.name)
 
 
+def stage_stride(spec: ModelSpec, stage: int, kind: str) -> int:
+    """Stride of the first block of ``stage`` (1-based): every stage after the first halves the
+    image (He et al.); the tutorial's bottleneck blocks halve it in stage 1 too, one of its
+    slips, kept in its ``article`` flavour. The builder and :func:`minimum_input_size` both ask
+    here, so the size check cannot drift from the network."""
+    return 2 if stage > 1 or (spec.flavour == "article" and kind == "bottleneck") else 1
+
+
 def _final_size(spec: ModelSpec, size: int) -> int:
     """Spatial size entering the head for a square input of ``size`` pixels."""
     if spec.flavour == "article":
@@ -281,7 +288,7 @@ def _final_size(spec: ModelSpec, size: int) -> int:
     elif spec.resolved_stem() == "imagenet":
         size = ((size - 1) // 2 + 1 - 1) // 2 + 1
     for s, (kind, _, _) in enumerate(spec.stages(), start=1):
-        if s > 1 or (spec.flavour == "article" and kind == "bottleneck"):
+        if stage_stride(spec, s, kind) == 2:
             if size < 2:
                 return 0  # a stride-2 stage needs at least two pixels to halve
             size = (size - 1) // 2 + 1

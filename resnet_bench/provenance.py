@@ -6,7 +6,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 
@@ -39,28 +38,46 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def tags() -> dict[str, str]:
-    """Provenance tags for a training run (imports TensorFlow: driver side only)."""
-    import keras
-    import mlflow
+def gpus() -> str:
+    """The GPUs TensorFlow sees, by their device names, comma-separated ("none" without one)."""
     import tensorflow as tf
 
+    names = []
+    for g in tf.config.list_physical_devices("GPU"):
+        names.append(tf.config.experimental.get_device_details(g).get("device_name", g.name))
+    return ", ".join(names) or "none"
+
+
+def environment() -> dict[str, str]:
+    """Machine and versions, as the speed reports (perf, gpu-check) print them."""
+    import keras
+    import tensorflow as tf
+
+    return {
+        "cpu": cpu_model(),
+        "gpu": gpus(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def tags() -> dict[str, str]:
+    """Provenance tags for a training run (imports TensorFlow: driver side only)."""
+    import mlflow
+
+    env = environment()
     commit, dirty = git_state()
-    gpus = tf.config.list_physical_devices("GPU")
-    gpu_names = []
-    for g in gpus:
-        details = tf.config.experimental.get_device_details(g)
-        gpu_names.append(details.get("device_name", g.name))
     return {
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
+        "tensorflow_version": env["tensorflow"],
+        "keras_version": env["keras"],
         "mlflow_version": mlflow.__version__,
-        "python_version": sys.version.split()[0],
-        "cpu_model": cpu_model(),
+        "python_version": env["python"],
+        "cpu_model": env["cpu"],
         "cpu_count": str(os.cpu_count()),
-        "gpu": ", ".join(gpu_names) or "none",
+        "gpu": env["gpu"],
         "host": socket.gethostname(),
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
     }

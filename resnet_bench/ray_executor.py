@@ -13,29 +13,25 @@ from __future__ import annotations
 
 import os
 
+from . import inputs
 from .errors import UserError
+from .schema import FAILED
 
 MAX_RETRIES = 2
 
 
-def _task(cfg, spec, seed, uri, force, invocation, label):
+def _task(task, cfg, spec, seed, uri, force, invocation, label):
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .runner import execute_run
-    from .train import configure_threads
-
-    configure_threads(cfg.train.intra_op_threads)
-    return execute_run(cfg, spec, seed, uri, force, invocation, label)
+    task.prepare(cfg)
+    return task.run(cfg, spec, seed, uri, force, invocation, label, print)
 
 
 class RayPool:
     """Every pending run is submitted at once; Ray queues them on the cluster's resources."""
 
-    def __init__(self, cfg, uri, force, invocation, echo, address=None, gpus_per_run=0, cpus_per_run=1):
-        try:
-            import ray
-        except ImportError:
-            raise UserError("--executor ray needs Ray: pip install 'resnet_bench[ray]'") from None
+    def __init__(self, cfg, uri, force, invocation, echo, task, address=None, gpus_per_run=0, cpus_per_run=1):
+        ray = inputs.require("ray", "--executor ray", "ray")
         self.ray = ray
         self.started_here = not ray.is_initialized()
         if self.started_here:
@@ -45,7 +41,7 @@ class RayPool:
                 reason = str(e).splitlines()[0]
                 raise UserError(f"--address {address}: no Ray cluster answers there ({reason})") from None
         self.remote = ray.remote(max_retries=MAX_RETRIES, num_cpus=cpus_per_run, num_gpus=gpus_per_run)(_task)
-        self.args = (cfg, uri, force, invocation)
+        self.task, self.args = task, (cfg, uri, force, invocation)
         self.refs: dict = {}
         self.echo = echo
         echo(f"Ray cluster with {ray.cluster_resources().get('CPU', 0):.0f} CPUs")
@@ -53,7 +49,8 @@ class RayPool:
     def start_next(self, pending, label):
         p = pending[0]
         cfg, uri, force, invocation = self.args
-        self.refs[self.remote.remote(cfg, p.spec, p.seed, uri, force, invocation, f"[ray] {label(p)}")] = p
+        ref = self.remote.remote(self.task, cfg, p.spec, p.seed, uri, force, invocation, f"[ray] {label(p)}")
+        self.refs[ref] = p
         return p
 
     def busy(self) -> bool:
@@ -67,7 +64,7 @@ class RayPool:
             try:
                 status = self.ray.get(ref)
             except Exception as e:  # retries exhausted
-                status = "FAILED"
+                status = FAILED
                 self.echo(f"{p.spec.name} seed {p.seed}: task failed after retries ({type(e).__name__})")
             out.append((p, status))
         return out

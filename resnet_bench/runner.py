@@ -14,13 +14,20 @@ from pathlib import Path
 
 from . import config as config_mod
 from . import schema
-from .errors import StoreUnavailable, Terminated
+from .errors import StoreUnavailable
+from .schema import FAILED, SKIPPED
 from .spec import ModelSpec
 from .tracking import Store
 
 
-def _on_sigterm(signum, frame):
-    raise Terminated()
+def prepare_process(cfg) -> None:
+    """Once per process that trains runs, before the first: TensorFlow loaded (quietly) and its
+    thread pools sized, which TensorFlow allows only before its first op."""
+    from .quiet import load_tensorflow
+    from .train import configure_threads
+
+    load_tensorflow()
+    configure_threads(cfg.train.intra_op_threads)
 
 
 def run_params(cfg, spec: ModelSpec, seed: int, data_info: dict) -> dict:
@@ -128,7 +135,7 @@ def execute_run(
         with store.tracked_run(store.experiment_id(cfg.name), key, tags, force) as run:
             if run is None:
                 echo(f"{name}: finished or taken by another process, skipped")
-                return "SKIPPED"
+                return SKIPPED
             history: list[dict] = []
             run.finishers += [
                 lambda: history and run.log_text(_history_csv(history), "history.csv"),
@@ -156,7 +163,7 @@ def execute_run(
         return run.status
     except StoreUnavailable as e:  # past the patience; what was written stays, a resume retrains
         echo(f"{name}: FAILED: {e}")
-        return "FAILED"
+        return FAILED
 
 
 def _epoch_summary(row: dict) -> str:

@@ -1,11 +1,14 @@
 """Where the runs of a sweep execute, and the one loop that feeds them.
 
-A *pool* runs :func:`resnet_bench.runner.execute_run` somewhere: in this process
+A *pool* runs a :class:`Task` (in a sweep: :func:`resnet_bench.runner.execute_run`, after
+:func:`resnet_bench.runner.prepare_process`) somewhere: in this process
 (:class:`InProcess`, ``--jobs 1``), in local worker processes (:class:`LocalPool`,
 ``--jobs N``) or as Ray tasks (``resnet_bench.ray_executor.RayPool``). :func:`schedule` is
 the loop all of them share: hand pending runs to free slots, collect statuses, print progress
 with an ETA. Runs claim themselves in the tracking store (see :mod:`resnet_bench.tracking`),
-so pools need no locks, and two sweeps on one store never train the same run.
+so pools need no locks, and two sweeps on one store never train the same run. The task is an
+argument, not an import, so this module needs neither TensorFlow nor MLflow, and its tests
+drive every pool with fake runs.
 
 Local workers are separate processes with their own TensorFlow, each with the run's thread
 count (``train.intra_op_threads``): on 2 cores, two single-threaded runs side by side beat one
@@ -18,14 +21,39 @@ a network it already holds when there is one.
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
-import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
-from .runner import Terminated, _on_sigterm, execute_run
+from .errors import Terminated
+from .schema import KILLED
+
+
+def _nothing(cfg) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a pool runs for each planned run.
+
+    ``run(cfg, spec, seed, uri, force, invocation, label, echo)`` returns the run's status;
+    ``prepare(cfg)`` is called once in each process that runs tasks, before the first (a
+    sweep loads TensorFlow and sets its threads there). Both must be module-level functions,
+    so that worker processes can import them."""
+
+    run: Callable[..., str]
+    prepare: Callable[[object], None] = _nothing
+
+
+def on_sigterm(signum, frame):
+    """SIGTERM as an exception, so the run in flight ends KILLED and the sweep stops."""
+    raise Terminated()
 
 
 class Pool(Protocol):
@@ -71,13 +99,14 @@ class Progress:
     runs are done.
     """
 
-    def __init__(self, todo: list, echo):
+    def __init__(self, todo: list, echo, clock: Callable[[], float] = time.time):
+        self.clock = clock
         self.total = len(todo)
         self.cost = {id(p): float(p.spec.depth) for p in todo}
         self.left = sum(self.cost.values())
         self.done_cost = 0.0
         self.done = 0
-        self.start = time.time()
+        self.start = clock()
         self.echo = echo
         self.started = 0
 
@@ -90,7 +119,7 @@ class Progress:
         c = self.cost[id(p)]
         self.done_cost += c
         self.left -= c
-        elapsed = time.time() - self.start
+        elapsed = self.clock() - self.start
         eta = f", ETA {elapsed / self.done_cost * self.left / 60:.1f} min" if self.done_cost and self.left else ""
         self.echo(
             f"[sweep {self.done}/{self.total} done] {p.spec.name} seed {p.seed}: {status} "
@@ -98,16 +127,16 @@ class Progress:
         )
 
 
-def schedule(pool: Pool, todo: list, echo) -> list[str]:
+def schedule(pool: Pool, todo: list, echo, progress: Progress | None = None) -> list[str]:
     """Run every planned run of ``todo`` on ``pool``; returns their statuses in finishing order.
 
     An interrupt (SIGINT or SIGTERM) closes the pool, which ends the runs in flight as KILLED,
     and propagates.
     """
-    progress = Progress(todo, echo)
+    progress = progress or Progress(todo, echo)
     pending = list(todo)
     statuses: list[str] = []
-    previous_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous_term = signal.signal(signal.SIGTERM, on_sigterm)
     # A shell starts background jobs with SIGINT ignored, and Python keeps that; an interrupt
     # must still end the runs in flight as KILLED, so take SIGINT back for the sweep.
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -135,9 +164,11 @@ def schedule(pool: Pool, todo: list, echo) -> list[str]:
 class InProcess:
     """One run at a time in this process (``--jobs 1``): the simplest pool, and the reference."""
 
-    def __init__(self, cfg, uri: str, force: bool, invocation: str, echo):
+    def __init__(self, cfg, uri: str, force: bool, invocation: str, echo, task: Task):
         self.cfg, self.uri, self.force, self.invocation, self.echo = cfg, uri, force, invocation, echo
+        self.task = task
         self._done: list[tuple[object, str]] = []
+        task.prepare(cfg)
 
     def start_next(self, pending, label):
         if self._done:
@@ -145,7 +176,7 @@ class InProcess:
         p = pending[0]
         tag = label(p)
         self.echo(f"{tag} {p.spec.name} seed {p.seed}: started")
-        status = execute_run(self.cfg, p.spec, p.seed, self.uri, self.force, self.invocation, tag, self.echo)
+        status = self.task.run(self.cfg, p.spec, p.seed, self.uri, self.force, self.invocation, tag, self.echo)
         self._done.append((p, status))
         return p
 
@@ -193,12 +224,17 @@ def _watch_parent(parent_pid: int, orphaned: threading.Event, interval: float = 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _worker_main(cfg, uri, force, invocation, results, tasks, worker_id: int, parent_pid: int) -> None:
+def _worker_main(cfg, uri, force, invocation, task: Task, tasks, results, parent_pid: int) -> None:
     """A local worker: its own TensorFlow, pulling runs until told to stop.
 
     SIGINT or SIGTERM, at any moment from start-up on, ends the run in flight as KILLED
     (execute_run does that), reports it, and ends the worker quietly (exit 130); further
     signals are ignored so that the ending is not cut short.
+
+    ``results`` is this worker's own pipe to the sweep. A queue shared by all workers has one
+    lock for its writers, and a worker killed outright while holding it (the OOM killer in the
+    middle of a log line) would silence every other worker for good: the sweep hung, waiting
+    for runs that had finished (found by test_scheduler's dead-worker test, 1 time in 8).
     """
 
     def stop(exc):
@@ -212,32 +248,34 @@ def _worker_main(cfg, uri, force, invocation, results, tasks, worker_id: int, pa
     signal.signal(signal.SIGINT, stop(KeyboardInterrupt))
     signal.signal(signal.SIGTERM, stop(Terminated))
 
+    sending = threading.Lock()
+
+    def send(kind: str, text: str) -> None:
+        if orphaned.is_set():  # nobody to tell
+            return
+        with sending:
+            try:
+                results.send((kind, text))
+            except OSError:  # the sweep is gone; the watchdog ends this worker
+                pass
+
     def echo(text: str) -> None:
-        if not orphaned.is_set():
-            results.put(("log", worker_id, text))
+        send("log", text)
 
     orphaned = threading.Event()
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by _start_shielded
         _watch_parent(parent_pid, orphaned)
-        from .quiet import load_tensorflow
-
-        load_tensorflow()
-        from .train import configure_threads
-
-        configure_threads(cfg.train.intra_op_threads)  # before TensorFlow runs its first op
+        task.prepare(cfg)
         while True:
-            task = tasks.get()
-            if task is None:
+            work = tasks.get()
+            if work is None:
                 return
-            spec, seed, label = task
-            status = execute_run(cfg, spec, seed, uri, force, invocation, label, echo)
-            results.put(("done", worker_id, status))
+            spec, seed, label = work
+            status = task.run(cfg, spec, seed, uri, force, invocation, label, echo)
+            send("done", status)
     except (KeyboardInterrupt, Terminated):
-        if not orphaned.is_set():  # nobody to tell otherwise
-            results.put(("done", worker_id, "KILLED"))  # the pool ignores it when no run was in flight
-            results.close()
-            results.join_thread()
+        send("done", KILLED)  # the pool ignores it when no run was in flight
         os._exit(130)  # skip interpreter teardown: TensorFlow's threads can stall it
 
 
@@ -245,26 +283,38 @@ class _Worker:
     def __init__(self, ctx, args, worker_id: int):
         self.id = worker_id
         self.tasks = ctx.Queue()
+        self.results, sender = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=_worker_main,
-            args=(*args, self.tasks, worker_id, os.getpid()),
+            args=(*args, self.tasks, sender, os.getpid()),
             name=f"resnet-bench-worker-{worker_id}",
             # daemonic: should the sweep exit without closing the pool (an interrupt between
             # two statements), multiprocessing's exit handler still sends each a SIGTERM
             daemon=True,
         )
         _start_shielded(self.process)
+        sender.close()  # the worker holds the only writing end: its death reads as the end of the pipe
         self.run = None  # the PlannedRun in flight
         self.held: set = set()  # specs this worker has compiled (and keeps for reuse)
+
+
+def choose(held: set, others: set, pending: list):
+    """The run a free worker takes: one of a network it ``held`` already (no new trace); else
+    the deepest of those whose network no other worker holds or runs (``others``), so the long
+    runs go first and the sweep ends on short ones; else the deepest."""
+    for p in pending:
+        if p.spec in held:
+            return p
+    free = [p for p in pending if p.spec not in others] or pending
+    return max(free, key=lambda p: p.spec.depth)
 
 
 class LocalPool:
     """``jobs`` worker processes on this machine (``--jobs N``)."""
 
-    def __init__(self, cfg, uri: str, force: bool, invocation: str, echo, jobs: int, store):
+    def __init__(self, cfg, uri: str, force: bool, invocation: str, echo, jobs: int, store, task: Task):
         self.ctx = mp.get_context("spawn")  # TensorFlow is not fork-safe
-        self.results = self.ctx.Queue()
-        self.args = (cfg, uri, force, invocation, self.results)
+        self.args = (cfg, uri, force, invocation, task)
         self.echo, self.store, self.cfg = echo, store, cfg
         self.workers: list[_Worker] = []
         self._next_id = jobs + 1
@@ -276,23 +326,14 @@ class LocalPool:
             raise
         echo(f"{jobs} local worker processes, {cfg.train.intra_op_threads or 'default'} intra-op thread(s) each")
 
-    def _choose(self, worker: _Worker, pending: list):
-        """A run of a network this worker holds (no new trace); else the deepest of those no
-        other worker holds, so the long runs go first and the sweep ends on short ones."""
-        for p in pending:
-            if p.spec in worker.held:
-                return p
-        others = set().union(*(w.held | ({w.run.spec} if w.run else set()) for w in self.workers if w is not worker))
-        free = [p for p in pending if p.spec not in others] or pending
-        return max(free, key=lambda p: p.spec.depth)
-
     def start_next(self, pending, label):
         idle = [w for w in self.workers if w.run is None]
         if not idle:
             return None
         # Prefer an idle worker that already holds one of the pending networks.
         worker = next((w for w in idle if any(p.spec in w.held for p in pending)), idle[0])
-        p = self._choose(worker, pending)
+        others = set().union(*(w.held | ({w.run.spec} if w.run else set()) for w in self.workers if w is not worker))
+        p = choose(worker.held, others, pending)
         tag = label(p)
         self.echo(f"{tag} {p.spec.name} seed {p.seed}: started on worker {worker.id}")
         worker.run = p
@@ -303,24 +344,23 @@ class LocalPool:
     def busy(self) -> bool:
         return any(w.run is not None for w in self.workers)
 
-    def _by_id(self, worker_id: int):
-        return next((w for w in self.workers if w.id == worker_id), None)
-
     def wait(self):
         done = []
-        try:
-            msg = self.results.get(timeout=1.0)
-            while True:
-                kind, worker_id, text = msg
-                w = self._by_id(worker_id)
+        ready = mp_connection.wait([w.results for w in self.workers], timeout=1.0)
+        for w in self.workers:
+            if w.results not in ready:
+                continue
+            while w.results.poll():
+                try:
+                    kind, text = w.results.recv()
+                except (EOFError, OSError):  # the worker died: _replace_dead settles its run
+                    w.process.join(1.0)
+                    break
                 if kind == "log":
                     self.echo(text)
-                elif w is not None and w.run is not None:
+                elif w.run is not None:
                     done.append((w.run, text))
                     w.run = None
-                msg = self.results.get_nowait()
-        except queue.Empty:
-            pass
         done += self._replace_dead()
         return done
 
@@ -334,21 +374,16 @@ class LocalPool:
             code = w.process.exitcode
             if w.run is not None:
                 p = w.run
-                status = self._settle(p)
+                status = self.store.settle(self.store.experiment_id(self.cfg.name), p.key)
                 self.echo(
                     f"worker {w.id} died (exit code {code}) during {p.spec.name} seed {p.seed}; "
                     f"the run is {status}; starting a new worker"
                 )
                 out.append((p, status))
+            w.results.close()
             self.workers[i] = _Worker(self.ctx, self.args, self._next_id)
             self._next_id += 1
         return out
-
-    def _settle(self, p) -> str:
-        exp_id = self.store.experiment_id(self.cfg.name)
-        self.store.reap(exp_id, p.key)
-        statuses = {r.info.status for r in self.store.runs_with_key(exp_id, p.key)}
-        return "FINISHED" if "FINISHED" in statuses else "KILLED"
 
     def close(self, interrupted: bool = False) -> None:
         if interrupted:
@@ -367,4 +402,4 @@ class LocalPool:
         if interrupted:  # runs of workers that died before reporting
             for w in self.workers:
                 if w.run is not None:
-                    self._settle(w.run)
+                    self.store.settle(self.store.experiment_id(self.cfg.name), w.run.key)

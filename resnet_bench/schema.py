@@ -9,6 +9,11 @@ one of them was written by other code, and reading it is an error that names the
 
 from __future__ import annotations
 
+# A run's status: MLflow's own four, and SKIPPED, what a sweep reports for a run it found
+# finished or held by another process (never stored).
+RUNNING, FINISHED, FAILED, KILLED, SKIPPED = "RUNNING", "FINISHED", "FAILED", "KILLED", "SKIPPED"
+ENDED_BADLY = (FAILED, KILLED)
+
 # name -> (type, meaning)
 RUN_PARAMS: dict[str, tuple[type, str]] = {
     "model": (str, "variant name, e.g. resnet56, plain56, resnet56-zi"),

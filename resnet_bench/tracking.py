@@ -6,14 +6,13 @@ would scatter one experiment's (variant, seed) grid over many parents. Tags
 (``bench_experiment``, ``config_hash``, ``run_key``, ``invocation``) let the report select
 exactly the runs it needs whatever produced them.
 
-A run is *claimed* by creating it (status RUNNING, tagged with its ``run_key`` and its owner's
-host and pid) and then deciding among the live runs with the same key by tickets, as in
-Lamport's bakery (:meth:`Store.claim`): one wins and the others delete their fresh run and
-move on. It needs no lock, works over a tracking server, and never lets two processes train
-the same run. A RUNNING run whose owner
-is gone (same host and a dead pid, or, from another host, no heartbeat for ``STALE_SECONDS``
-while a live run beats every ``HEARTBEAT_SECONDS``) is marked KILLED
-before the claim, so a SIGKILLed sweep resumes cleanly.
+A run is *claimed* by creating it and deciding among the live runs with the same key by
+tickets, as in Lamport's bakery: one wins and the others delete their fresh run and move on,
+with no lock, over a tracking server too. What the lease decides (who owns a run, when an
+owner is dead, what status an ending becomes) is in :mod:`resnet_bench.lease`, as pure
+functions; :class:`Store` fetches the records and carries the decisions out. A live owner
+refreshes its ``heartbeat`` tag every ``HEARTBEAT_SECONDS``; from another host, a run whose
+heartbeat is older than ``STALE_SECONDS`` has a dead owner.
 """
 
 from __future__ import annotations
@@ -33,8 +32,9 @@ from pathlib import Path
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from . import inputs
-from .errors import DivergedError, StoreUnavailable, Terminated
+from . import inputs, lease
+from .errors import StoreUnavailable
+from .schema import FAILED, KILLED
 
 STALE_SECONDS = 600.0  # default of $RESNET_BENCH_STALE_SECONDS
 HEARTBEAT_SECONDS = 60
@@ -120,16 +120,26 @@ def _schema_lock(uri: str):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _ticket(run) -> int:
-    """A claim's ticket; 0 for a run created by a version without tickets (it claimed first)."""
+def _pid_alive(pid: int) -> bool:
     try:
-        return int(run.data.tags.get("claim_ticket", 0))
-    except ValueError:
-        return 0
+        os.kill(pid, 0)
+    except PermissionError:  # it exists, and belongs to another user
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def observer() -> lease.Observer:
+    """This process's view of the world, for the lease's decisions (:mod:`resnet_bench.lease`)."""
+    stale = inputs.env_float("RESNET_BENCH_STALE_SECONDS", STALE_SECONDS)
+    return lease.Observer(socket.gethostname(), time.time(), stale, _pid_alive)
 
 
 class Store:
-    """An MLflow tracking store addressed by URI, with the calls the driver needs."""
+    """An MLflow tracking store addressed by URI: the calls the driver and the report make,
+    each by name and each waiting out a store that is briefly away (:func:`_retry`). What the
+    run lease decides is in :mod:`resnet_bench.lease`; this class fetches and writes."""
 
     def __init__(self, uri: str | None = None):
         self.uri = inputs.resolve_uri(uri)
@@ -143,13 +153,10 @@ class Store:
             self.client = MlflowClient(tracking_uri=self.uri)
             self.client.search_experiments(max_results=1)  # no patience: a wrong URI is told at once
 
-    def call(self, name: str, *args, **kwargs):
-        return _retry(getattr(self.client, name), *args, **kwargs)
-
     # -- experiments and lookups ---------------------------------------------------------
 
     def experiment_id(self, name: str, create: bool = True) -> str | None:
-        exp = self.call("get_experiment_by_name", name)
+        exp = _retry(self.client.get_experiment_by_name, name)
         if exp is not None:
             return exp.experiment_id
         if not create:
@@ -159,9 +166,9 @@ class Store:
         if db is not None:  # MLflow 3's local layout: mlflow.db beside an mlruns/ artifact folder
             artifacts = (db.parent / "mlruns").as_uri()
         try:
-            return self.call("create_experiment", name, artifact_location=artifacts)
+            return _retry(self.client.create_experiment, name, artifact_location=artifacts)
         except Exception:  # created by a concurrent sweep a moment ago
-            return self.call("get_experiment_by_name", name).experiment_id
+            return _retry(self.client.get_experiment_by_name, name).experiment_id
 
     def runs(self, exp_id: str, filter_string: str = "") -> list:
         return search_runs(self.client, exp_id, filter_string)
@@ -169,89 +176,97 @@ class Store:
     def runs_with_key(self, exp_id: str, run_key: str) -> list:
         return self.runs(exp_id, f"tags.run_key = '{run_key}'")
 
-    # -- claiming ------------------------------------------------------------------------
+    def records(self, exp_id: str, run_key: str) -> list[lease.Record]:
+        return [lease.Record.of(r) for r in self.runs_with_key(exp_id, run_key)]
 
-    @staticmethod
-    def owner_alive(run) -> bool:
-        tags = run.data.tags
-        if tags.get("owner_host") == socket.gethostname():
-            try:
-                os.kill(int(tags.get("owner_pid", -1)), 0)
-                return True
-            except (OSError, ValueError):
-                return False
-        beat = float(tags.get("heartbeat", run.info.start_time / 1000))
-        return time.time() - beat < inputs.env_float("RESNET_BENCH_STALE_SECONDS", STALE_SECONDS)
+    def get_run(self, run_id: str):
+        return _retry(self.client.get_run, run_id)
+
+    def metric_history(self, run_id: str, key: str) -> list:
+        return _retry(self.client.get_metric_history, run_id, key)
+
+    # -- the run lease (decisions: resnet_bench.lease) -----------------------------------
+
+    def create_run(self, exp_id: str, tags: dict, run_name: str | None = None) -> str:
+        tags = {k: str(v) for k, v in tags.items()}
+        return _retry(self.client.create_run, exp_id, tags=tags, run_name=run_name).info.run_id
+
+    def delete_run(self, run_id: str) -> None:
+        _retry(self.client.delete_run, run_id)
+
+    def set_tags(self, run_id: str, tags: dict) -> None:
+        _retry(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def end(self, run_id: str, status: str, reason: str | None = None) -> None:
+        if reason:
+            self.set_tags(run_id, {"failure_reason": reason[:5000]})
+        _retry(self.client.set_terminated, run_id, status)
 
     def reap(self, exp_id: str, run_key: str, invocation: str = "") -> int:
-        """Mark RUNNING runs of ``run_key`` whose owner died as KILLED; returns how many.
+        """Mark the RUNNING runs of ``run_key`` whose owner died as KILLED; returns how many."""
+        dead = lease.orphans(self.records(exp_id, run_key), observer(), invocation)
+        for r in dead:
+            self.end(r.run_id, KILLED, "owner process died (found by a later sweep)")
+        return len(dead)
 
-        A RUNNING run of the same ``invocation`` is an earlier attempt of this very task (one
-        sweep schedules each run once), so it is dead whatever host it ran on: that is how a
-        Ray retry on another machine recognises the attempt its dead worker left behind.
-        """
-        n = 0
-        for run in self.runs_with_key(exp_id, run_key):
-            same_sweep = bool(invocation) and run.data.tags.get("invocation") == invocation
-            if run.info.status == "RUNNING" and (same_sweep or not self.owner_alive(run)):
-                self.call("set_tag", run.info.run_id, "failure_reason", "owner process died (found by a later sweep)")
-                self.call("set_terminated", run.info.run_id, "KILLED")
-                n += 1
-        return n
+    def plan_state(self, exp_id: str | None, run_key: str, force: bool = False) -> str:
+        """``done``, ``running`` or ``pending`` (:func:`resnet_bench.lease.plan_state`)."""
+        records = self.records(exp_id, run_key) if exp_id else []
+        return lease.plan_state(records, observer(), force)
+
+    def settle(self, exp_id: str, run_key: str) -> str:
+        """The status of a run whose worker died without a word: reap it, then read it."""
+        self.reap(exp_id, run_key)
+        return lease.settled(self.records(exp_id, run_key))
 
     def claim(self, exp_id: str, run_key: str, tags: dict, force: bool = False) -> str | None:
         """Create the run for ``run_key`` unless it is finished (and not forced) or taken.
 
-        Concurrent claims for one key are decided like Lamport's bakery, with the store as
-        the shared memory: a claimant creates its run tagged ``claim=choosing``, takes the
-        ticket one above every rival's, publishes it (``claim=ready``), waits while any live
-        rival is still choosing, and owns the run only when no live rival holds a smaller
-        (ticket, run id). Lower-ticket rivals win and late claimants draw higher tickets, so
-        exactly one claim wins however the calls interleave, with no clock involved: a start
-        time is taken before the insert that makes a run visible, so ordering by it let two
-        claims each miss the other and both train (issue 22).
+        The bakery of :mod:`resnet_bench.lease`: create the run ``choosing``, publish a ticket
+        one above every rival's, then follow :func:`~resnet_bench.lease.claim_decision` until
+        it says WIN (the run id is returned) or GIVE_WAY (the fresh run is deleted: None).
         """
         self.reap(exp_id, run_key, str(tags.get("invocation", "")))
-        if not force and any(r.info.status == "FINISHED" for r in self.runs_with_key(exp_id, run_key)):
+        if not force and lease.finished(self.records(exp_id, run_key)):
             return None
         owner = {"owner_host": socket.gethostname(), "owner_pid": str(os.getpid()), "heartbeat": f"{time.time():.0f}"}
-        run = self.call(
-            "create_run",
-            exp_id,
-            tags={**{k: str(v) for k, v in tags.items()}, **owner, "run_key": run_key, "claim": "choosing"},
-            run_name=tags.get("run_name"),
-        )
-        me = run.info.run_id
-        rivals = [r for r in self.runs_with_key(exp_id, run_key) if r.info.run_id != me]
-        ticket = 1 + max((_ticket(r) for r in rivals), default=0)
-        self.call("log_batch", me, tags=[RunTag("claim_ticket", str(ticket)), RunTag("claim", "ready")])
+        me = self.create_run(exp_id, {**tags, **owner, "run_key": run_key, "claim": "choosing"}, tags.get("run_name"))
+        ticket = lease.next_ticket(r for r in self.records(exp_id, run_key) if r.run_id != me)
+        self.set_tags(me, {"claim_ticket": ticket, "claim": "ready"})
         deadline = time.time() + CLAIM_WAIT_SECONDS
         while True:
-            rivals = [r for r in self.runs_with_key(exp_id, run_key) if r.info.run_id != me]
-            live = [r for r in rivals if r.info.status == "RUNNING" and self.owner_alive(r)]
-            choosing = any(r.data.tags.get("claim") == "choosing" for r in live)
-            if choosing and time.time() < deadline:
-                time.sleep(0.05)
-                continue
-            finished = not force and any(r.info.status == "FINISHED" for r in rivals)
-            if choosing or finished or any((_ticket(r), r.info.run_id) < (ticket, me) for r in live):
-                self.call("delete_run", me)
+            rivals = [r for r in self.records(exp_id, run_key) if r.run_id != me]
+            seen = observer()
+            decision = lease.claim_decision(me, ticket, rivals, seen, force, waited_out=seen.now >= deadline)
+            if decision == lease.WIN:
+                return me
+            if decision == lease.GIVE_WAY:
+                self.delete_run(me)
                 return None
-            return me
+            time.sleep(0.05)
 
     # -- logging -------------------------------------------------------------------------
 
     def log_params(self, run_id: str, params: dict) -> None:
         items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
         for i in range(0, len(items), _MAX_BATCH):
-            self.call("log_batch", run_id, params=items[i : i + _MAX_BATCH])
+            _retry(self.client.log_batch, run_id, params=items[i : i + _MAX_BATCH])
 
     def log_epoch(self, run_id: str, row: dict) -> None:
         """One call per epoch: every metric at step = epoch, plus the heartbeat tag."""
         ts = int(time.time() * 1000)
         step = int(row["epoch"])
         metrics = [Metric(k, float(v), ts, step) for k, v in row.items() if k != "epoch"]
-        self.call("log_batch", run_id, metrics=metrics, tags=[RunTag("heartbeat", f"{time.time():.0f}")])
+        _retry(self.client.log_batch, run_id, metrics=metrics, tags=[RunTag("heartbeat", f"{time.time():.0f}")])
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        _retry(self.client.log_text, run_id, text, name)
+
+    def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
+        _retry(self.client.log_artifact, run_id, path, artifact_path=artifact_path)
+
+    def log_inputs(self, run_id: str, datasets: list) -> None:
+        _retry(self.client.log_inputs, run_id, datasets=datasets)
 
     def heartbeat(self, run_id: str, stop) -> None:
         """Refresh the run's heartbeat tag until ``stop`` (a threading.Event) is set.
@@ -260,24 +275,18 @@ class Store:
         """
         while not stop.wait(HEARTBEAT_SECONDS):
             try:
-                self.call("set_tag", run_id, "heartbeat", f"{time.time():.0f}")
+                self.set_tags(run_id, {"heartbeat": f"{time.time():.0f}"})
             except Exception:  # a missed beat is harmless; the next one retries
                 pass
-
-    def end(self, run_id: str, status: str, reason: str | None = None) -> None:
-        if reason:
-            self.call("set_tag", run_id, "failure_reason", reason[:5000])
-        self.call("set_terminated", run_id, status)
 
     @contextlib.contextmanager
     def tracked_run(self, exp_id: str, run_key: str, tags: dict, force: bool = False):
         """A run's whole life: claim, heartbeat, logging, and its final status.
 
         Yields a :class:`TrackedRun`, or ``None`` when the run is finished (and not forced) or
-        another process holds it. Leaving the block normally ends the run FINISHED; a
-        :class:`~resnet_bench.errors.DivergedError` or any other exception ends it FAILED (the
-        exception is reported and swallowed, so a sweep goes on); an interrupt (Ctrl-C,
-        SIGINT or SIGTERM) ends it KILLED and propagates. Whatever was logged stays, and the
+        another process holds it. How the block ends decides the status
+        (:func:`resnet_bench.lease.ending`): FINISHED, FAILED (reported, swallowed: a sweep
+        goes on) or KILLED (an interrupt, which propagates). Whatever was logged stays, and the
         run's ``finishers`` are called at the end whatever the status.
         """
         run_id = self.claim(exp_id, run_key, tags, force=force)
@@ -287,31 +296,25 @@ class Store:
         run = TrackedRun(self, run_id)
         beating = threading.Event()
         threading.Thread(target=self.heartbeat, args=(run_id, beating), daemon=True).start()
-        reason = None
+        end = lease.ending(None)
         try:
             yield run
-            run.status = "FINISHED"
-        except DivergedError as e:
-            reason = f"diverged: {e}"
-        except StoreUnavailable as e:  # training went on; its epochs could not all be written
-            reason = str(e)
-        except (KeyboardInterrupt, Terminated):
-            run.status, reason = "KILLED", "interrupted (SIGINT/SIGTERM)"
-            raise
-        except Exception as e:  # one broken run must not end the sweep
-            reason = f"{type(e).__name__}: {e}"
-            traceback.print_exc(file=sys.stderr)
+        except BaseException as e:
+            end = lease.ending(e)
+            if end.propagate:
+                raise
+            if end.show_traceback:
+                traceback.print_exc(file=sys.stderr)
         finally:
             beating.set()
             written = run.flush()  # whatever the status: nothing trained is lost
-            if run.status == "FINISHED" and not written:
-                run.status, reason = "FAILED", str(run.writer_error)
-            run.reason, run.seconds = reason, time.time() - run.started
+            end = lease.after_flush(end, None if written else run.writer_error)
+            run.status, run.reason, run.seconds = end.status, end.reason, time.time() - run.started
             try:
                 for finish in run.finishers:
                     finish()
             finally:  # the status is recorded even when an artifact could not be
-                self.end(run_id, run.status, reason)
+                self.end(run_id, end.status, end.reason)
 
 
 class TrackedRun:
@@ -319,7 +322,7 @@ class TrackedRun:
 
     def __init__(self, store: Store, run_id: str):
         self.store, self.run_id = store, run_id
-        self.status = "FAILED"  # until the run's block completes
+        self.status = FAILED  # until the run's block completes
         self.reason: str | None = None
         self.started = time.time()
         self.seconds = 0.0
@@ -361,10 +364,10 @@ class TrackedRun:
         return self.writer_error is None
 
     def log_text(self, text: str, name: str) -> None:
-        self.store.call("log_text", self.run_id, text, name)
+        self.store.log_text(self.run_id, text, name)
 
     def log_file(self, path: str) -> None:
-        self.store.call("log_artifact", self.run_id, path)
+        self.store.log_artifact(self.run_id, path)
 
     def log_weights(self, model) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -378,7 +381,7 @@ class TrackedRun:
         tags = [InputTag("mlflow.data.context", "training")]
         for attempt in range(3):
             try:
-                self.store.call("log_inputs", self.run_id, datasets=[DatasetInput(dataset, tags)])
+                self.store.log_inputs(self.run_id, [DatasetInput(dataset, tags)])
                 return
             except Exception as e:
                 # MLflow looks a dataset up, then inserts it if absent; two runs of one sweep

@@ -21,8 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import data as data_mod
 from . import schema
+from .data import pipeline
 from .errors import DivergedError
 from .models import ModelSpec, build_model, count_macs, count_params, stage_of
 from .responses import ResponseProbe
@@ -399,7 +399,7 @@ def train_run(
     binary = t.loss == "binary"
     num_classes = len(arrays.classes)
     shape = tuple(arrays.x_train.shape[1:])
-    steps = data_mod.steps_per_epoch(len(arrays.x_train), t.batch_size)  # known before the pipelines
+    steps = pipeline.steps_per_epoch(len(arrays.x_train), t.batch_size)  # known before the pipelines
     key = (spec, shape, num_classes, binary, t, settings, steps, probes, responses)
     entry = _COMPILED.get(key) if reuse and t.distribute == "none" else None
     # No keras.backend.clear_session() and, on reuse, no TensorFlow seed: either would drop
@@ -408,7 +408,7 @@ def train_run(
     keras.mixed_precision.set_global_policy(
         "float32" if settings.mixed_precision == "off" else f"mixed_{settings.mixed_precision}"
     )
-    pipes = data_mod.make_pipelines(
+    pipes = pipeline.make_pipelines(
         arrays, t.batch_size, seed, cfg.data.normalization, cfg.data.augment, binary, t.grad_probe_size
     )
     if entry is None:

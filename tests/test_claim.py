@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from resnet_bench import tracking
 from resnet_bench.tracking import Store
 
 from .helpers import store_uri
@@ -23,13 +24,13 @@ def _widen_the_window(monkeypatch, store: Store, seed: int) -> None:
         return create(*args, **kwargs)
 
     monkeypatch.setattr(backend, "create_run", slow_create)
-    call = Store.call
+    retry = tracking._retry  # every call of the store goes through it
 
-    def jittered(self, name, *args, **kwargs):
+    def jittered(fn, *args, **kwargs):
         time.sleep(rng.uniform(0, 0.01))
-        return call(self, name, *args, **kwargs)
+        return retry(fn, *args, **kwargs)
 
-    monkeypatch.setattr(Store, "call", jittered)
+    monkeypatch.setattr(tracking, "_retry", jittered)
 
 
 def _race(uri: str, exp: str, key: str, claimants: int) -> list:
@@ -71,6 +72,6 @@ def test_a_claim_after_the_owner_has_its_ticket_gives_way(tmp_path):
     first = store.claim(exp, "k", {})
     assert first is not None
     assert store.claim(exp, "k", {}) is None  # the owner is alive (this process) and ticketed
-    tags = store.call("get_run", first).data.tags
+    tags = store.get_run(first).data.tags
     assert tags["claim"] == "ready" and tags["claim_ticket"] == "1"
     assert [r.info.run_id for r in store.runs_with_key(exp, "k")] == [first]

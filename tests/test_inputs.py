@@ -8,8 +8,6 @@ line, no traceback and no run in the store.
 import os
 import pickle
 import socket
-import subprocess
-import sys
 import tarfile
 
 import h5py
@@ -17,6 +15,7 @@ import numpy as np
 import pytest
 
 from resnet_bench import cli, data, inputs
+from resnet_bench.commands import report as report_command
 from resnet_bench.config import DataConfig
 from resnet_bench.errors import UserError
 
@@ -250,18 +249,16 @@ def test_a_bug_keeps_its_traceback_and_says_what_to_do(monkeypatch, capsys):
     def broken(args):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(cli, "_cmd_report", broken)
+    monkeypatch.setattr(report_command, "main", broken)
     assert cli.main(["report", "x"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "ZeroDivisionError: a bug" in err
     assert err.rstrip().splitlines()[-1] == cli.BUG_HINT and "-v" in cli.BUG_HINT
 
 
-# -- the command line on the cases (one process each) ------------------------------
-
-
-def _cli(args, cwd):
-    return subprocess.run([sys.executable, "-m", "resnet_bench.cli", *args], cwd=cwd, capture_output=True, text=True)
+# -- the command line on the cases ----------------------------------------------------
+# In this process: a fresh one would spend its time loading TensorFlow, and that its start-up
+# lines stay off stderr is test_cli_quiet's subject (in fresh processes).
 
 
 @pytest.mark.slow
@@ -276,7 +273,7 @@ def _cli(args, cwd):
         ("store_through_file", "notes.txt is a regular file, not a folder"),
     ],
 )
-def test_the_command_line_answers_bad_input_in_one_line(tmp_path, case, needle):
+def test_the_command_line_answers_bad_input_in_one_line(tmp_path, case, needle, monkeypatch, capsys):
     exp = tmp_path / "tiny.toml"
     exp.write_text(TINY)
     (tmp_path / "notes.txt").write_text("x")
@@ -290,11 +287,13 @@ def test_the_command_line_answers_bad_input_in_one_line(tmp_path, case, needle):
         "bogus_report": ["report", "tiny", "--tracking-uri", "bogus://x"],
         "store_through_file": ["run", str(exp), "--tracking-uri", f"sqlite:///{tmp_path}/notes.txt/db.sqlite"],
     }[case]
-    proc = _cli(args, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ") and needle in lines[0] and "Traceback" not in proc.stderr
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and needle in lines[0] and "Traceback" not in err
     assert not (tmp_path / "mlflow.db").exists()  # no default store made in passing
     if (tmp_path / "db.sqlite").exists():
         assert all_runs(uri, "tiny") == []
@@ -307,10 +306,12 @@ def test_ray_address_with_no_cluster_is_one_line(monkeypatch, tiny_file):
         pytest.skip("a Ray cluster is up in this process")
     from resnet_bench.config import load
     from resnet_bench.ray_executor import RayPool
+    from resnet_bench.runner import execute_run
+    from resnet_bench.scheduler import Task
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with pytest.raises(UserError, match=r"^--address auto: no Ray cluster answers there \(Could not find"):
-        RayPool(load(tiny_file), "sqlite:///x.db", False, "inv", print, address="auto")
+        RayPool(load(tiny_file), "sqlite:///x.db", False, "inv", print, Task(execute_run), address="auto")
 
 
 def test_damaged_cache_file_is_generated_again(tmp_path, monkeypatch):

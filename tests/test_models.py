@@ -1,5 +1,6 @@
 """The model family: pinned counts, MACs, structure, forward pass and gradients."""
 
+import functools
 import re
 
 import keras
@@ -30,6 +31,12 @@ ARTICLE = {(18, "B"): 11_195_265, (18, "none"): 11_018_753, (50, "B"): 23_595_64
 TABLE1_MACS = {18: 1.8e9, 34: 3.6e9, 50: 3.8e9}
 
 
+@functools.cache
+def _describe(spec: ModelSpec, shape: tuple, classes: int, binary: bool = False) -> dict:
+    """``describe`` once per network: the count tests and the MAC tests ask for the same ones."""
+    return describe(spec, shape, classes, binary)
+
+
 def _deep_ones_slow(depths, slow_from: int):
     """The deepest builds take seconds each: they run in `make test`, not in `make test-fast`."""
     return [pytest.param(d, marks=pytest.mark.slow) if d >= slow_from else d for d in depths]
@@ -37,7 +44,7 @@ def _deep_ones_slow(depths, slow_from: int):
 
 @pytest.mark.parametrize("depth", _deep_ones_slow(sorted(TORCHVISION), 101))
 def test_imagenet_trainable_params_match_torchvision(depth):
-    info = describe(ModelSpec(depth, "B"), (224, 224, 3), 1000)
+    info = _describe(ModelSpec(depth, "B"), (224, 224, 3), 1000)
     assert info["params_trainable"] == TORCHVISION[depth]
 
 
@@ -58,7 +65,7 @@ def test_article_flavour_totals(depth, shortcut):
 
 @pytest.mark.parametrize("depth", sorted(TABLE1_MACS))
 def test_macs_within_5_percent_of_table1(depth):
-    macs = describe(ModelSpec(depth, "B"), (224, 224, 3), 1000)["macs"]
+    macs = _describe(ModelSpec(depth, "B"), (224, 224, 3), 1000)["macs"]
     assert abs(macs / TABLE1_MACS[depth] - 1) < 0.05
 
 

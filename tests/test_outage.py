@@ -91,8 +91,8 @@ def test_a_server_restart_mid_run_loses_nothing_and_a_longer_outage_is_one_line(
     server = Server(tmp_path)
     server.start()
     try:
-        # Down for 20 s (plus its restart): training goes on, every epoch is written once, in order.
-        code, out, _ = _sweep_with_outage(tiny_file, server, seed=0, down_for=20)
+        # Down for 6 s (plus its restart): training goes on, every epoch is written once, in order.
+        code, out, _ = _sweep_with_outage(tiny_file, server, seed=0, down_for=6)
         assert code == 0, out
         assert "Traceback" not in out and "Retrying" not in out, out
         (run,) = by_status(server.url, "tiny", "FINISHED")
@@ -101,7 +101,7 @@ def test_a_server_restart_mid_run_loses_nothing_and_a_longer_outage_is_one_line(
         # Patience of 2 s: the run stops at the next epoch with one line; what was written stays,
         # and the same command resumes once the server is back.
         code, out, args = _sweep_with_outage(
-            tiny_file, server, seed=1, down_for=15, env={"RESNET_BENCH_TRACKING_PATIENCE": "2"}
+            tiny_file, server, seed=1, down_for=6, env={"RESNET_BENCH_TRACKING_PATIENCE": "2"}
         )
         assert code == 1, out
         assert "Traceback" not in out, out

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from resnet_bench import cli
+from resnet_bench.models import describe, parse_model_name
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +31,16 @@ def test_perf_json_has_the_keys(capsys):
     ]
     assert cli.main(args) == 0
     out = json.loads(capsys.readouterr().out)
-    for key in ("ours_images_per_second", "baseline_images_per_second", "ratio", "achieved_gflops", "peak_gflops"):
-        assert out[key] > 0, key
     assert [m["model"] for m in out["models"]] == ["ours:resnet8", "keras.applications:ResNet50"]
+    ours, base = out["models"]
+    for m in (ours, base):  # one window of 1 step at batch 2: the rate is 2 images over the window's time
+        assert m["train_images"] == 1 * 1 * 2
+        assert m["train_images_per_second"] == pytest.approx(m["train_images"] / m["train_seconds"])
+    assert out["ratio"] == pytest.approx(ours["train_images_per_second"] / base["train_images_per_second"])
+    assert ours["macs"] == describe(parse_model_name("resnet8"), (32, 32, 3), 3)["macs"]
+    # a training image costs 3 forward passes, 2 FLOPs per MAC
+    assert out["achieved_gflops"] == pytest.approx(6 * ours["macs"] * ours["train_images_per_second"] / 1e9)
+    assert out["peak_gflops"] > 0
 
 
 def test_perf_rejects_unknown_model(capsys):
@@ -43,7 +51,7 @@ def test_perf_rejects_unknown_model(capsys):
 def test_sweep_flops_counts_training_three_times_and_evaluation_once():
     from types import SimpleNamespace
 
-    from resnet_bench.perf import sweep_flops
+    from resnet_bench.timing import sweep_flops
 
     params = {"train.epochs": "2", "train.batch_size": "32", "data_train_count": "100", "data_test_count": "50",
               "train.grad_probe_size": "16", "macs": "1000"}  # fmt: skip
@@ -55,9 +63,10 @@ def test_sweep_flops_counts_training_three_times_and_evaluation_once():
 def test_perf_times_a_whole_sweep(tiny_file, capsys):
     args = ["perf", "--model", "resnet8", "--image-size", "16", "--batch-size", "2", "--classes", "3",
             "--baseline", "none", "--windows", "1", "--steps", "1", "--json",
-            "--sweep", str(tiny_file), "--jobs", "1", "--set", "train.epochs=1", "--set", "grid.seeds=[0]"]  # fmt: skip
+            "--sweep", str(tiny_file), "--jobs", "1", "--set", "train.epochs=1", "--set", "grid.seeds=[0]",
+            "--set", "grid.depths=[8]"]  # fmt: skip
     assert cli.main(args) == 0
     sweep = json.loads(capsys.readouterr().out)["sweep"]
-    assert sweep["runs"] == 4
+    assert sweep["runs"] == 2
     for key in ("wall_seconds", "tflops", "achieved_gflops", "peak_gflops", "percent_of_matmul_peak"):
         assert sweep[key] > 0, key

@@ -1,10 +1,12 @@
 """The report over a tiny tracked sweep: sections, figures, numbers, determinism, no TensorFlow."""
 
+import re
 import subprocess
 import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
+from scipy import stats
 
 from resnet_bench import cli
 
@@ -45,9 +47,45 @@ def test_report_has_every_section_and_its_figures(reported):
     for claim in ("Degradation: ", "Shortcut effect: ", "Residual depth: ", "Degradation (validation): ",
                   "Shortcut effect (validation): ", "Residual depth (validation): "):  # fmt: skip
         line = next(ln for ln in text.splitlines() if ln.startswith(f"- {claim}"))
-        assert any(w in line for w in ("reproduced", "not reproduced", "inconclusive"))
+        assert _word(line) == _expected_word(line), line
     assert "n = 2" in text
     assert (tmp / "t.csv").read_text().count("\n") > 16
+
+
+VERDICT = re.compile(
+    r"^- (?P<claim>[^:]+): (?P<word>reproduced|not reproduced|inconclusive)\. .* difference "
+    r"(?P<mean>\S+) \[(?P<low>\S+), (?P<high>\S+)\], p = (?P<p>\S+), n = \d+; claimed: (?P<sign>[<>]) 0\.$"
+)
+
+
+def _word(line: str) -> str:
+    return VERDICT.match(line)["word"]
+
+
+def _expected_word(line: str) -> str:
+    """The verdict the printed numbers call for, by the rule the report states."""
+    m = VERDICT.match(line)
+    mean, low, high, p = (float(m[k]) for k in ("mean", "low", "high", "p"))
+    significant = p < 0.05 and (low > 0 or high < 0)
+    if not significant:
+        return "inconclusive"
+    return "reproduced" if (mean > 0) == (m["sign"] == ">") else "not reproduced"
+
+
+def test_the_degradation_verdict_is_the_paired_difference_recomputed_from_mlflow(reported):
+    tmp, uri, out = reported
+    client = MlflowClient(tracking_uri=uri)
+    final = {}
+    for run in all_runs(uri, "tiny"):
+        hist = sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
+        final[run.data.params["model"], int(run.data.params["seed"])] = hist[-1].value
+    diffs = [final["plain14", s] - final["plain8", s] for s in (0, 1)]
+    line = next(ln for ln in out.read_text().splitlines() if ln.startswith("- Degradation: "))
+    m = VERDICT.match(line)
+    assert float(m["mean"]) == pytest.approx(sum(diffs) / 2, abs=5e-4)
+    expected_p = stats.ttest_1samp(diffs, 0.0).pvalue
+    assert float(m["p"]) == pytest.approx(expected_p, rel=0.01)
+    assert _word(line) == _expected_word(line)
 
 
 def test_report_is_logged_as_a_run_the_report_itself_ignores(reported):
@@ -107,12 +145,12 @@ def test_no_runs_is_one_line_exit_2(tmp_path, capsys):
     assert "nothing_here" in err and "db.sqlite" in err and "\n" not in err
 
 
-def test_single_seed_report_says_statistics_not_available(tmp_path, tiny_file):
-    uri = store_uri(tmp_path)
-    assert cli.main(["run", str(tiny_file), "--tracking-uri", uri, "--seeds", "0", "--set", "train.epochs=1"]) == 0
+def test_single_seed_report_says_statistics_not_available(tiny_sweep, tmp_path):
+    _, _, uri = tiny_sweep
     out = tmp_path / "r.md"
-    assert cli.main(["report", "tiny", "--tracking-uri", uri, "--out", str(out)]) == 0
-    assert "Statistics are not available" in out.read_text()
+    assert cli.main(["report", "tiny", "--tracking-uri", uri, "--out", str(out), "--seeds", "0"]) == 0
+    text = out.read_text()
+    assert "Statistics are not available" in text and "4 finished runs used (1 seeds: 0)" in text
 
 
 def test_layer_response_table_equals_the_logged_layer_metrics(reported):

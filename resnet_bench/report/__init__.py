@@ -7,14 +7,14 @@ any store, one filled by someone else included.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 from ..errors import UserError
+from ..schema import ENDED_BADLY, FINISHED, RUNNING
 from . import render, stats
 from .frame import load_frames
 
-__all__ = ["build_context", "write_report", "load_frames", "cli_report"]
+__all__ = ["build_context", "write_report", "load_frames", "log_report_run"]
 
 
 def _expected_runs(first) -> int:
@@ -44,8 +44,8 @@ def build_context(
         raise UserError(f"experiment {experiment!r} has no FINISHED runs yet (configuration {config_hash})")
     first = sel.drop_duplicates("run_id")
     done_pairs = set(zip(runs["model"], runs["seed"]))
-    running = first[(first["status"] == "RUNNING")]
-    excluded = first[first["status"].isin(["FAILED", "KILLED"])]
+    running = first[(first["status"] == RUNNING)]
+    excluded = first[first["status"].isin(ENDED_BADLY)]
     expected = _expected_runs(first) if not seeds else len(runs["model"].unique()) * len(seeds)
     return {
         "experiment": experiment,
@@ -103,44 +103,10 @@ def log_report_run(uri: str, experiment: str, out: Path, ctx: dict) -> str:
     exp_id = store.experiment_id(experiment, create=False)
     verdicts = {"verdict/" + v.claim.replace(" (", "/").replace(")", ""): v.outcome for v in ctx["verdicts"]}
     tags = {"bench_report": "true", "config_hash": ctx["config_hash"], "mlflow.runName": f"report-{out.stem}"}
-    run = store.client.create_run(exp_id, tags=tags)
-    run_id = run.info.run_id
+    run_id = store.create_run(exp_id, tags)
     store.log_params(run_id, {"runs_used": len(ctx["runs"]), "report_file": str(out), **verdicts})
-    store.client.log_artifact(run_id, str(out))
+    store.log_artifact(run_id, str(out))
     for name in ctx["figures"].values():
-        store.client.log_artifact(run_id, str(out.parent / ctx["figure_dir"] / name), artifact_path="figures")
-    store.client.set_terminated(run_id, "FINISHED")
+        store.log_artifact(run_id, str(out.parent / ctx["figure_dir"] / name), artifact_path="figures")
+    store.end(run_id, FINISHED)
     return run_id
-
-
-def cli_report(args) -> int:
-    from .. import inputs
-
-    experiment = args.experiment
-    if experiment.endswith(".toml"):
-        experiment = Path(experiment).stem
-    uri = inputs.tracking_uri(args.tracking_uri, must_exist=True)
-    out = inputs.output_path(args.out or f"reports/{experiment}.md", "--out")
-    for flag in ("csv", "parquet"):
-        if getattr(args, flag):
-            inputs.output_path(getattr(args, flag), f"--{flag}")
-    command = f"resnet-bench report {experiment}"
-    if args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
-        command += " --tracking-uri URI"
-    if args.out:
-        command += f" --out {args.out}"
-    if args.seeds:
-        command += f" --seeds {','.join(map(str, args.seeds))}"
-    ctx = write_report(uri, experiment, out, args.config_hash, args.seeds, command)
-    if args.csv:
-        ctx["all_frame"].to_csv(args.csv, index=False)
-    if args.parquet:
-        try:
-            ctx["all_frame"].to_parquet(args.parquet, index=False)
-        except ImportError:
-            raise UserError("--parquet needs pyarrow: pip install 'resnet_bench[parquet]'") from None
-    run_id = log_report_run(uri, experiment, out, ctx)
-    print(f"wrote {out} ({len(ctx['runs'])} runs, {len(ctx['figures'])} figures; logged as run {run_id})")
-    for v in ctx["verdicts"]:
-        print(v.sentence)
-    return 0

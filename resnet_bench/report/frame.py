@@ -11,11 +11,10 @@ model code.
 from __future__ import annotations
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from .. import schema
 from ..errors import UserError
-from ..tracking import search_runs
+from ..tracking import Store
 
 
 def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -25,9 +24,9 @@ def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     Raises:
         UserError: the experiment does not exist in the store or has no runs.
     """
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    runs = search_runs(client, exp.experiment_id) if exp is not None else []
+    store = Store(uri)
+    exp_id = store.experiment_id(experiment, create=False)
+    runs = store.runs(exp_id) if exp_id is not None else []
     runs = [r for r in runs if "run_key" in r.data.tags]
     if not runs:
         raise UserError(f"no runs of experiment {experiment!r} in the tracking store {uri}")
@@ -56,7 +55,7 @@ def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         keys = [k for k in run.data.metrics if schema.is_epoch_metric(k)]
         per_epoch: dict[int, dict] = {}
         for key in keys:
-            for m in client.get_metric_history(run.info.run_id, key):
+            for m in store.metric_history(run.info.run_id, key):
                 per_epoch.setdefault(m.step, {})[key] = m.value
         if not per_epoch:
             rows.append({**base, "epoch": None})

@@ -18,6 +18,7 @@ import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .. import schema  # noqa: E402
+from ..schema import FINISHED, RUNNING  # noqa: E402
 from . import stats  # noqa: E402
 
 PNG_META = {"Software": None}
@@ -56,64 +57,73 @@ def _band_plot(ax, frame, runs, metric, colours, ylabel):
 def figures(
     frame: pd.DataFrame, runs: pd.DataFrame, out_dir: Path, profiles: pd.DataFrame | None = None
 ) -> dict[str, str]:
-    """Draw the report's figures into ``out_dir``; returns {figure name: file name}.
+    """Draw the report's figures into ``out_dir``; returns {figure name: file name}, in the
+    order the report shows them (a figure whose data the runs lack is left out).
 
     ``profiles`` are the layer responses as :func:`stats.layer_profiles` aggregates them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     colours = _colours(runs)
-    made = {}
+    drawn = {
+        "train_loss": lambda path: _train_loss_figure(frame, runs, colours, path),
+        "accuracy": lambda path: _accuracy_figure(frame, runs, colours, path),
+        "grad_norms": lambda path: _grad_norm_figure(frame, runs, colours, path),
+        "fig6": lambda path: _fig6(frame, runs, path) and path.name,
+        "fig7": lambda path: _fig7(profiles, runs, colours, path) if profiles is not None and len(profiles) else None,
+        "step_time": lambda path: _step_time_figure(runs, colours, path),
+    }
+    made = {name: draw(out_dir / f"{name}.png") for name, draw in drawn.items()}
+    return {name: file for name, file in made.items() if file}
 
+
+def _train_loss_figure(frame, runs, colours, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     _band_plot(ax, frame, runs, "train_loss", colours, "training loss (mean, band = min-max over seeds)")
     ax.set_yscale("log")
     ax.legend()
-    made["train_loss"] = _save(fig, out_dir / "train_loss.png")
+    return _save(fig, path)
 
+
+def _accuracy_figure(frame, runs, colours, path: Path) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     _band_plot(axes[0], frame, runs, "train_accuracy", colours, "accuracy")
     axes[0].set_title("training accuracy")
     _band_plot(axes[1], frame, runs, "val_accuracy", colours, "accuracy")
     axes[1].set_title("validation accuracy")
     axes[1].legend()
-    made["accuracy"] = _save(fig, out_dir / "accuracy.png")
+    return _save(fig, path)
 
+
+def _grad_norm_figure(frame, runs, colours, path: Path) -> str | None:
+    """Per-stage gradient norms of the deepest residual net and its plain twin (None without them)."""
     names = stats.variant_names(runs)
     deepest = max((d for d, _, _ in names), default=None)
     pair = [names.get((deepest, True, False)) or names.get((deepest, True, True)), names.get((deepest, False, False))]
     stem, head = f"{schema.GRAD_NORM_PREFIX}stem", f"{schema.GRAD_NORM_PREFIX}head"
     order = lambda c: (c != stem, c == head, c)  # noqa: E731  stem, stages, head
     grad_cols = sorted((c for c in frame.columns if c.startswith(schema.GRAD_NORM_PREFIX)), key=order)
-    if all(pair) and grad_cols:
-        sub = frame[frame["model"].isin(pair)]
-        groups = [c for c in grad_cols if sub[c].notna().any()]
-        fig, axes = plt.subplots(1, len(groups), figsize=(2.6 * len(groups), 3.4), squeeze=False)
-        shortcut = runs.drop_duplicates("model").set_index("model")["shortcut"]
-        for ax, col in zip(axes[0], groups):
-            cur = stats.curves(sub, col)
-            for model in pair:
-                c = cur[cur["model"] == model]
-                ax.plot(c["epoch"], c["mean"], label=model, **_style(model, shortcut[model], colours))
-                ax.fill_between(c["epoch"], c["min"], c["max"], color=colours[model], alpha=0.15, linewidth=0)
-            ax.set_yscale("log")
-            ax.set_title(col.split("/", 1)[1])
-            ax.set_xlabel("epoch")
-            ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("gradient L2 norm (probe batch)")
-        axes[0][-1].legend(fontsize=8)
-        made["grad_norms"] = _save(fig, out_dir / "grad_norms.png")
+    if not (all(pair) and grad_cols):
+        return None
+    sub = frame[frame["model"].isin(pair)]
+    groups = [c for c in grad_cols if sub[c].notna().any()]
+    fig, axes = plt.subplots(1, len(groups), figsize=(2.6 * len(groups), 3.4), squeeze=False)
+    for ax, col in zip(axes[0], groups):
+        _mean_bands(ax, stats.curves(sub, col), "epoch", runs, {m: colours[m] for m in pair})
+        ax.set_yscale("log")
+        ax.set_title(col.split("/", 1)[1])
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("gradient L2 norm (probe batch)")
+    axes[0][-1].legend(fontsize=8)
+    return _save(fig, path)
 
-    if _fig6(frame, runs, out_dir / "fig6.png"):
-        made["fig6"] = "fig6.png"
-    if profiles is not None and len(profiles):
-        made["fig7"] = _fig7(profiles, runs, colours, out_dir / "fig7.png")
 
+def _step_time_figure(runs, colours, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     rows = stats.summary(runs)
     ax.bar([r["model"] for r in rows], [r["step_ms"] for r in rows], color=[colours[r["model"]] for r in rows])
     ax.set_ylabel("median step time (ms)")
     ax.grid(axis="y", alpha=0.3)
-    made["step_time"] = _save(fig, out_dir / "step_time.png")
-    return made
+    return _save(fig, path)
 
 
 def _fig6(frame: pd.DataFrame, runs: pd.DataFrame, path: Path) -> bool:
@@ -312,11 +322,11 @@ def _classes(first: pd.DataFrame) -> str:
     return f" ({shown})"
 
 
-def markdown(ctx: dict) -> str:
-    """The report text from an aggregated context (see ``report.build_context``)."""
-    frame, runs, experiment = ctx["frame"], ctx["runs"], ctx["experiment"]
+def _header(ctx: dict) -> list[str]:
+    """Title, how to regenerate, and the provenance of the runs used."""
+    frame, runs = ctx["frame"], ctx["runs"]
     first = frame.drop_duplicates("run_id")
-    L = [f"# Report: {experiment}", ""]
+    L = [f"# Report: {ctx['experiment']}", ""]
     L += [
         "_Generated from the MLflow tracking store by `resnet_bench`; numbers, tables, figures and "
         "verdicts are computed, not written by hand._",
@@ -344,15 +354,16 @@ def markdown(ctx: dict) -> str:
     ]
     if ctx.get("description"):
         L += [ctx["description"], ""]
+    return L
 
-    L += [
+
+def _summary_section(ctx: dict) -> list[str]:
+    L = [
         "## Summary",
         "",
         "Mean ± standard deviation over seeds (n seeds). Step time and throughput are medians "
         "over runs of each run's median over epochs 2+.",
         "",
-    ]
-    L += [
         "| variant | depth | shortcut | params | MACs/image | n | final train loss | final train acc | "
         "best val acc | final val acc | step (ms) | images/s |",
         "|" + "---|" * 12,
@@ -363,86 +374,111 @@ def markdown(ctx: dict) -> str:
             f"{_pm(r['final_train_loss'])} | {_pm(r['final_train_accuracy'])} | {_pm(r['best_val_accuracy'])} | "
             f"{_pm(r['final_val_accuracy'])} | {r['step_ms']:.1f} | {r['images_per_second']:.0f} |"
         )
-    L += [""]
+    return L + [""]
 
-    L += [
+
+def _shortcut_section(ctx: dict) -> list[str]:
+    L = [
         "## Shortcut effect",
         "",
         "Paired over seeds: plain minus residual at the same depth and seed. A positive "
         "loss difference means the residual net trained further; a negative accuracy difference means it "
         "validates better.",
         "",
-    ]
-    L += [
         "| depth | comparison | n | Δ final train loss | 95% CI | p | Δ final val acc | 95% CI | p |",
         "|" + "---|" * 9,
     ]
-    for depth, c in ctx["shortcut"]:
-        L.append(f"| {depth} | {_row(c)} |")
-    L += [""]
+    L += [f"| {depth} | {_row(c)} |" for depth, c in ctx["shortcut"]]
+    return L + [""]
 
-    L += [
+
+def _degradation_section(ctx: dict) -> list[str]:
+    """The pairwise deep-vs-shallow table, then every verdict but Fig. 7's."""
+    L = [
         "## Degradation check",
         "",
         "Paired over seeds: deepest minus shallowest net of each kind. Degradation means the deeper "
         "plain net ends with a *higher* training loss (and a lower validation accuracy); with "
         "shortcuts the paper's deeper net ends *lower* (and validates better).",
         "",
-    ]
-    L += [
         "| nets | comparison | n | Δ final train loss | 95% CI | p | Δ final val acc | 95% CI | p |",
         "|" + "---|" * 9,
     ]
-    for label, c in ctx["depth"].items():
-        L.append(f"| {label} | {_row(c)} |")
+    L += [f"| {label} | {_row(c)} |" for label, c in ctx["depth"].items()]
     L += ["", "### Verdict", "", f"Rule: {stats.VERDICT_RULE}", ""]
     if not ctx["verdicts"]:
         L.append("No claim can be decided: the runs lack a shallow/deep or plain/residual pair.")
-    if runs["seed"].nunique() < 2:
+    if ctx["runs"]["seed"].nunique() < 2:
         L.append("Statistics are not available: fewer than 2 seeds finished.")
         L.append("")
-    for v in ctx["verdicts"]:
-        if not _is_fig7(v):  # those stand in their own section
-            L.append(f"- {v.sentence}")
-    L += [""]
+    L += [f"- {v.sentence}" for v in ctx["verdicts"] if not _is_fig7(v)]  # Fig. 7's stand in their own section
+    return L + [""]
 
-    L += _trend_section(ctx) + _crossing_section(ctx) + _zero_init_section(ctx) + _response_section(ctx)
 
-    L += ["## Figures", ""]
-    captions = {
-        "train_loss": "Training loss per epoch (line: mean over seeds; band: min-max; dashed: plain, solid: residual).",
-        "accuracy": "Training and validation accuracy per epoch.",
-        "grad_norms": "Gradient norm per stage on a fixed probe batch at the start of each epoch, plain versus "
-        "residual at the deepest depth: how well the loss signal reaches each stage.",
-        "step_time": "Median training step time per variant.",
-        "fig6": "He et al.'s Fig. 6 layout: training loss per epoch, plain nets (left) and residual nets (right, "
-        "the paper's initialisation), one line per depth (mean over seeds; band: min-max).",
-        "fig7": "He et al.'s Fig. 7 layout: response std of each 3x3 layer in layer order (left) and sorted in "
-        "descending order per run (middle); right: each residual block's branch ratio ||F(x)||/||x||. Line: mean "
-        "over seeds; band: min-max; dashed: plain.",
-    }
+CAPTIONS = {
+    "train_loss": "Training loss per epoch (line: mean over seeds; band: min-max; dashed: plain, solid: residual).",
+    "accuracy": "Training and validation accuracy per epoch.",
+    "grad_norms": "Gradient norm per stage on a fixed probe batch at the start of each epoch, plain versus "
+    "residual at the deepest depth: how well the loss signal reaches each stage.",
+    "step_time": "Median training step time per variant.",
+    "fig6": "He et al.'s Fig. 6 layout: training loss per epoch, plain nets (left) and residual nets (right, "
+    "the paper's initialisation), one line per depth (mean over seeds; band: min-max).",
+    "fig7": "He et al.'s Fig. 7 layout: response std of each 3x3 layer in layer order (left) and sorted in "
+    "descending order per run (middle); right: each residual block's branch ratio ||F(x)||/||x||. Line: mean "
+    "over seeds; band: min-max; dashed: plain.",
+}
+
+
+def _figures_section(ctx: dict) -> list[str]:
+    L = ["## Figures", ""]
     for name, file in ctx["figures"].items():
-        L += [f"![{name}]({ctx['figure_dir']}/{file})", "", captions[name], ""]
+        L += [f"![{name}]({ctx['figure_dir']}/{file})", "", CAPTIONS[name], ""]
+    return L
 
-    if ctx["published"]:
-        L += [
-            "## Comparison with published numbers",
-            "",
-            "CIFAR-10 test error (%), ours (mean over seeds) against He et al. 2015, Table 6.",
-            "",
-            "| variant | n | ours | paper | difference |",
-            "|---|---|---|---|---|",
-        ]
-        for p in ctx["published"]:
-            L.append(f"| {p['model']} | {p['n']} | {p['ours']:.2f} | {p['paper']:.2f} | {p['difference']:+.2f} |")
-        L += [""]
 
-    L += ["## Run index", "", "| variant | seed | run id | status | note |", "|---|---|---|---|---|"]
-    index = ctx["index"]
-    for r in index.itertuples():
-        note = "used" if r.run_id in set(runs["run_id"]) else (r.failure_reason or "superseded by a later run")
-        if r.status not in ("FINISHED",) and not r.failure_reason:
-            note = "in progress" if r.status == "RUNNING" else r.status.lower()
+def _published_section(ctx: dict) -> list[str]:
+    if not ctx["published"]:
+        return []
+    L = [
+        "## Comparison with published numbers",
+        "",
+        "CIFAR-10 test error (%), ours (mean over seeds) against He et al. 2015, Table 6.",
+        "",
+        "| variant | n | ours | paper | difference |",
+        "|---|---|---|---|---|",
+    ]
+    for p in ctx["published"]:
+        L.append(f"| {p['model']} | {p['n']} | {p['ours']:.2f} | {p['paper']:.2f} | {p['difference']:+.2f} |")
+    return L + [""]
+
+
+def _run_index_section(ctx: dict) -> list[str]:
+    L = ["## Run index", "", "| variant | seed | run id | status | note |", "|---|---|---|---|---|"]
+    used = set(ctx["runs"]["run_id"])
+    for r in ctx["index"].itertuples():
+        note = "used" if r.run_id in used else (r.failure_reason or "superseded by a later run")
+        if r.status != FINISHED and not r.failure_reason:
+            note = "in progress" if r.status == RUNNING else r.status.lower()
         L.append(f"| {r.model} | {r.seed} | `{r.run_id}` | {r.status} | {str(note).replace('|', '/')[:120]} |")
-    L += [""]
-    return "\n".join(L)
+    return L + [""]
+
+
+SECTIONS = (
+    _header,
+    _summary_section,
+    _shortcut_section,
+    _degradation_section,
+    _trend_section,
+    _crossing_section,
+    _zero_init_section,
+    _response_section,
+    _figures_section,
+    _published_section,
+    _run_index_section,
+)
+
+
+def markdown(ctx: dict) -> str:
+    """The report text from an aggregated context (see ``report.build_context``): its sections
+    in order, each rendered by its own function."""
+    return "\n".join(line for section in SECTIONS for line in section(ctx))

@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..errors import UserError
+from ..schema import FINISHED
 
 ALPHA = 0.05
 
@@ -49,7 +50,7 @@ def select_runs(frame: pd.DataFrame, config_hash: str | None = None, seeds=None)
 
 def finished_latest(frame: pd.DataFrame) -> pd.DataFrame:
     """FINISHED runs only, the newest per (model, seed) (a ``--force`` re-run supersedes)."""
-    done = frame[frame["status"] == "FINISHED"]
+    done = frame[frame["status"] == FINISHED]
     latest = done.sort_values("start_time").groupby(["model", "seed"])["run_id"].last()
     return done[done["run_id"].isin(latest)]
 

@@ -1,0 +1,55 @@
+"""``resnet-bench report``: reports/<experiment>.md, its figures and verdicts from the tracked runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .. import inputs
+
+NAME = "report"
+LOADS_TENSORFLOW = False  # never: a report reads the store only
+
+
+def add_parser(sub) -> None:
+    rep = sub.add_parser(NAME, help="write reports/<experiment>.md from the tracked runs")
+    rep.add_argument("experiment", help="experiment name or file")
+    rep.add_argument("--tracking-uri")
+    rep.add_argument("--out", help="Markdown file (default reports/<experiment>.md)")
+    rep.add_argument("--seeds", type=inputs.seed_list, help="only these seeds")
+    rep.add_argument("--config-hash", help="runs of this configuration (default: the newest run's)")
+    rep.add_argument("--csv", help="also write the tidy per-epoch frame as CSV")
+    rep.add_argument("--parquet", help="also write the tidy per-epoch frame as Parquet")
+    rep.set_defaults(command_main=main)
+
+
+def main(args) -> int:
+    from ..report import log_report_run, write_report
+
+    experiment = args.experiment
+    if experiment.endswith(".toml"):
+        experiment = Path(experiment).stem
+    uri = inputs.tracking_uri(args.tracking_uri, must_exist=True)
+    out = inputs.output_path(args.out or f"reports/{experiment}.md", "--out")
+    for flag in ("csv", "parquet"):
+        if getattr(args, flag):
+            inputs.output_path(getattr(args, flag), f"--{flag}")
+    if args.parquet:
+        inputs.require("pyarrow", "--parquet", "parquet")
+    command = f"resnet-bench report {experiment}"
+    if args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
+        command += " --tracking-uri URI"
+    if args.out:
+        command += f" --out {args.out}"
+    if args.seeds:
+        command += f" --seeds {','.join(map(str, args.seeds))}"
+    ctx = write_report(uri, experiment, out, args.config_hash, args.seeds, command)
+    if args.csv:
+        ctx["all_frame"].to_csv(args.csv, index=False)
+    if args.parquet:
+        ctx["all_frame"].to_parquet(args.parquet, index=False)
+    run_id = log_report_run(uri, experiment, out, ctx)
+    print(f"wrote {out} ({len(ctx['runs'])} runs, {len(ctx['figures'])} figures; logged as run {run_id})")
+    for v in ctx["verdicts"]:
+        print(v.sentence)
+    return 0

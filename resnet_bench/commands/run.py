@@ -1,0 +1,55 @@
+"""``resnet-bench run``: train every pending (variant, seed) of an experiment, tracked in MLflow."""
+
+from __future__ import annotations
+
+from .. import inputs, quiet
+
+NAME = "run"
+LOADS_TENSORFLOW = False  # only once the input has been checked, so a mistake is told at once
+
+
+def add_parser(sub) -> None:
+    r = sub.add_parser(NAME, help="train every pending (variant, seed) of an experiment and track it in MLflow")
+    r.add_argument("experiment", help="experiment file, e.g. experiments/shortcut_ablation.toml")
+    r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config field")
+    r.add_argument("--data", help="data path (photo folder, CIFAR-10 folder or archive, .npz/.h5 file)")
+    r.add_argument("--seeds", type=inputs.seed_list, help="comma-separated seeds (default: the file's)")
+    r.add_argument("--models", type=inputs.name_list, action="append", help="variant names, e.g. resnet56,plain56")
+    r.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
+    r.add_argument("--force", action="store_true", help="train again even runs that already finished")
+    r.add_argument("--dry-run", action="store_true", help="print the planned runs and exit")
+    r.add_argument(
+        "--jobs",
+        type=inputs.jobs,
+        default="auto",
+        help="runs trained side by side in local worker processes (default auto: cores / train.intra_op_threads)",
+    )
+    r.add_argument("--executor", choices=("local", "ray"), default="local")
+    r.add_argument("--address", default=None, help="Ray cluster address (e.g. auto)")
+    r.add_argument("--gpus-per-run", type=inputs.non_negative_float, default=0)
+    r.add_argument("--cpus-per-run", type=inputs.non_negative_float, default=1)
+    r.set_defaults(command_main=main)
+
+
+def main(args) -> int:
+    from .. import config, driver
+
+    cfg = config.load(args.experiment, args.set, args.data)
+    uri = inputs.tracking_uri(args.tracking_uri)
+    if not args.dry_run:
+        config.check_data_path(cfg)
+        quiet.load_tensorflow()
+    models = [m for group in args.models for m in group] if args.models else None
+    return driver.run_sweep(
+        cfg,
+        uri,
+        seeds=args.seeds,
+        models=models,
+        force=args.force,
+        dry_run=args.dry_run,
+        executor=args.executor,
+        jobs=args.jobs,
+        address=args.address,
+        gpus_per_run=args.gpus_per_run,
+        cpus_per_run=args.cpus_per_run,
+    )

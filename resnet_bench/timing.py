@@ -1,0 +1,279 @@
+"""How fast our models train: the measurements behind ``resnet-bench perf`` and ``gpu-check``.
+
+Measurement rules (the machine's speed drifts, so comparisons are interleaved):
+- warm-up (tracing, any XLA compile) is timed separately and excluded;
+- models are timed in alternating windows (ours, baseline, ours, ...), each window a fixed
+  number of full optimizer steps on a fixed in-memory batch; we report the median and the
+  spread (min-max) of the per-window throughput;
+- achieved GFLOP/s counts arithmetic with :func:`training_flops` and :func:`evaluation_flops`
+  and is set against the practical peak measured in the same process with a large float32
+  matmul.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .models import count_macs, parse_model_name
+from .tracking import Store
+
+TRAINING_PASSES = 3  # a trained image costs its forward pass and a backward pass of about twice that
+
+
+def training_flops(macs_per_image: float, images: float) -> float:
+    """Arithmetic of training on ``images``: 3 forward passes' worth, 2 FLOPs per MAC."""
+    return TRAINING_PASSES * 2 * macs_per_image * images
+
+
+def evaluation_flops(macs_per_image: float, images: float) -> float:
+    """Arithmetic of a forward pass over ``images``, 2 FLOPs per MAC."""
+    return 2 * macs_per_image * images
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """Practical float32 peak: median rate of an n x n matmul."""
+    a = tf.random.stateless_normal((n, n), seed=[1, 2])
+    b = tf.random.stateless_normal((n, n), seed=[3, 4])
+    mm = tf.function(lambda x, y: tf.matmul(x, y))
+    mm(a, b).numpy()
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        mm(a, b).numpy()
+        rates.append(2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return statistics.median(rates)
+
+
+class Subject:
+    """One model under test with a fixed batch, a compiled train step and an inference call."""
+
+    def __init__(self, name: str, model: keras.Model, batch_size: int, classes: int, jit: bool = False):
+        self.name, self.model = name, model
+        shape = model.input_shape[1:]
+        self.x = tf.random.stateless_normal((batch_size, *shape), seed=[5, 6])
+        self.y = tf.constant(np.arange(batch_size) % classes)
+        if jit:  # Keras drops XLA while op determinism is on, and an earlier training may have left it on
+            from tensorflow.python.framework import config as tf_config
+
+            tf_config.disable_op_determinism()
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", jit_compile=jit)
+        self.jit = bool(model.jit_compile)  # what Keras compiled
+        self.macs = count_macs(model)
+        self.train_rates: list[float] = []
+        self.infer_rates: list[float] = []
+        self.train_images = 0  # counted as they pass, so a test can check what a rate is made of
+        self.train_seconds = 0.0
+
+    def warm_up(self) -> float:
+        t = time.perf_counter()
+        self.model.train_on_batch(self.x, self.y)
+        self.model.predict_on_batch(self.x)
+        return time.perf_counter() - t
+
+    def window(self, steps: int) -> None:
+        t, images = time.perf_counter(), 0
+        for _ in range(steps):
+            self.model.train_on_batch(self.x, self.y)
+            images += int(self.x.shape[0])
+        seconds = time.perf_counter() - t
+        self.train_images += images
+        self.train_seconds += seconds
+        self.train_rates.append(images / seconds)
+        t = time.perf_counter()
+        for _ in range(steps):
+            self.model.predict_on_batch(self.x)
+        self.infer_rates.append(steps * int(self.x.shape[0]) / (time.perf_counter() - t))
+
+    def result(self, warmup: float, peak: float) -> dict:
+        ips = statistics.median(self.train_rates)
+        gflops = training_flops(self.macs, ips) / 1e9
+        return {
+            "model": self.name,
+            "jit_compiled": self.jit,
+            "macs": self.macs,
+            "warmup_seconds": warmup,
+            "train_images": self.train_images,
+            "train_seconds": self.train_seconds,
+            "train_images_per_second": ips,
+            "train_images_per_second_min": min(self.train_rates),
+            "train_images_per_second_max": max(self.train_rates),
+            "inference_images_per_second": statistics.median(self.infer_rates),
+            "achieved_gflops": gflops,
+            "percent_of_matmul_peak": 100 * gflops / peak,
+        }
+
+
+def measure_models(models, image_size, batch_size, classes, baseline, windows, steps, jit=False) -> dict:
+    shape = (image_size, image_size, 3)
+    subjects = []
+    for name in models:
+        spec = parse_model_name(name)
+        from .models import build_model
+
+        subjects.append(Subject(f"ours:{spec.name}", build_model(spec, shape, classes), batch_size, classes, jit))
+    if baseline == "keras":
+        base = keras.applications.ResNet50(weights=None, input_shape=shape, classes=classes)
+        subjects.append(Subject("keras.applications:ResNet50", base, batch_size, classes, jit))
+    peak = matmul_peak_gflops()
+    warm = {s.name: s.warm_up() for s in subjects}
+    for _ in range(windows):  # interleaved, so drift hits every model alike
+        for s in subjects:
+            s.window(steps)
+    rows = [s.result(warm[s.name], peak) for s in subjects]
+    out = {"peak_gflops": peak, "models": rows, "image_size": image_size, "batch_size": batch_size, "jit": jit}
+    ours = next((r for r in rows if r["model"] == "ours:resnet50"), rows[0])
+    out["ours_images_per_second"] = ours["train_images_per_second"]
+    out["achieved_gflops"] = ours["achieved_gflops"]
+    if baseline == "keras":
+        b = rows[-1]
+        out["baseline_images_per_second"] = b["train_images_per_second"]
+        out["ratio"] = ours["train_images_per_second"] / b["train_images_per_second"]
+        # Per-window ratios (adjacent windows), a drift-robust view of the same comparison.
+        ours_subject = next(s for s in subjects if s.name == ours["model"])
+        out["window_ratios"] = [o / b for o, b in zip(ours_subject.train_rates, subjects[-1].train_rates)]
+    return out
+
+
+def measure_pipeline(experiment: str, folder: str | None, batches: int = 200) -> dict:
+    """Images/s of the input pipeline alone (and of a photo folder's decoding, given one), and
+    what an epoch of the experiment's deepest model costs with and without logging and op
+    determinism (:func:`_epoch_costs`)."""
+    from . import config, data
+
+    cfg = config.load(experiment)
+    arrays = data.load(cfg.data)
+    out = {"experiment": cfg.name}
+    out["pipeline_images_per_second"] = _pipeline_rate(arrays, cfg.train.batch_size, batches)
+    if folder:
+        fcfg = config.load(experiment, ['data.source="folder"'], data_path=folder)
+        t = time.perf_counter()
+        farr = data.sources.load_folder(fcfg.data)
+        decode = len(farr.x_train) + len(farr.x_test)
+        out["folder_decode_images_per_second"] = decode / (time.perf_counter() - t)
+        out["folder_pipeline_images_per_second"] = _pipeline_rate(farr, cfg.train.batch_size, batches)
+    out.update(_epoch_costs(experiment, cfg, arrays))
+    out["pipeline_to_training_ratio"] = out["pipeline_images_per_second"] / out["train_images_per_second"]
+    return out
+
+
+def _epoch_costs(experiment: str, cfg, arrays) -> dict:
+    """Training rate of the experiment's deepest model, the cost of logging + gradient probes,
+    and the cost of op determinism: the same short training in each mode, in two interleaved
+    rounds. The period between successive epoch ends is timed, so it holds everything an epoch
+    costs (training, validation, probe, logging); epoch 1 (tracing) is left out."""
+    from . import config
+    from .train import train_run
+
+    deep = max(cfg.variants(), key=lambda s: s.depth)
+    modes = {
+        "default": (["train.epochs=4"], True),
+        "no_logging": (["train.epochs=4"], False),
+        "no_determinism": (["train.epochs=4", "train.deterministic=false"], True),
+    }
+    periods = {m: [] for m in modes}
+    rates = []
+    with tempfile.TemporaryDirectory() as tmp:  # removed on error too
+        store = Store(f"sqlite:///{tmp}/perf.db")  # real MLflow logging, as the driver does it
+        exp_id = store.experiment_id("perf")
+        for round_ in range(2):
+            for mode, (overrides, logging) in modes.items():
+                short = config.load(experiment, overrides)
+                ends = []
+                with store.tracked_run(exp_id, f"perf-{mode}-{round_}", {"run_name": mode}) as run:
+
+                    def on_epoch(row, run=run, logging=logging, ends=ends):
+                        ends.append(time.perf_counter())
+                        if logging:
+                            run.log_epoch(row)
+
+                    result = train_run(short, deep, 0, arrays, on_epoch=on_epoch, probes=logging)
+                periods[mode] += list(np.diff(ends))
+                if mode == "default":
+                    rates += [r["images_per_second"] for r in result.history[1:]]
+    med = {m: statistics.median(t) for m, t in periods.items()}
+    return {
+        "train_model": deep.name,
+        "train_images_per_second": statistics.median(rates),
+        "epoch_seconds_with_logging": med["default"],
+        "epoch_seconds_without_logging": med["no_logging"],
+        "logging_overhead_percent": 100 * (med["default"] / med["no_logging"] - 1),
+        "epoch_seconds_without_determinism": med["no_determinism"],
+        "determinism_cost_percent": 100 * (med["default"] / med["no_determinism"] - 1),
+    }
+
+
+def sweep_flops(runs) -> float:
+    """Arithmetic of a finished sweep, from the MACs per image each run logged.
+
+    Per epoch, the full batches of the training split and the gradient probe's batch (forward
+    and backward) are trained images, the test split is evaluated.
+    """
+    total = 0.0
+    for run in runs:
+        p = run.data.params
+        epochs, batch, macs = int(p["train.epochs"]), int(p["train.batch_size"]), int(p["macs"])
+        n_train, n_test = int(p["data_train_count"]), int(p["data_test_count"])
+        probe = min(int(p["train.grad_probe_size"]), n_train)
+        trained = n_train // batch * batch + probe
+        total += epochs * (training_flops(macs, trained) + evaluation_flops(macs, n_test))
+    return total
+
+
+def _peak_in_fresh_process() -> float:
+    """The matmul peak with TensorFlow's default threads, measured where no sweep set them."""
+    import subprocess
+
+    code = "from resnet_bench.timing import matmul_peak_gflops; print(matmul_peak_gflops())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def measure_sweep(experiment: str, run_sweep, jobs="auto", overrides=()) -> dict:
+    """Wall time of a whole sweep as ``resnet-bench run`` does it (worker start-up, data,
+    tracing, training, evaluation, logging), in a temporary store, and its share of the peak.
+
+    ``run_sweep`` is :func:`resnet_bench.driver.run_sweep`, passed in by the caller so that
+    this library, which ``gpu-check`` uses too, does not stand on the whole driver."""
+    from . import config
+
+    cfg = config.load(experiment, list(overrides))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(f"sqlite:///{tmp}/mlflow.db")
+        t = time.perf_counter()
+        code = run_sweep(cfg, store.uri, jobs=jobs, echo=lambda text: None)
+        wall = time.perf_counter() - t
+        runs = store.runs(store.experiment_id(cfg.name), "attributes.status = 'FINISHED'")
+    if code != 0:
+        raise RuntimeError(f"the sweep of {experiment} did not finish every run (exit code {code})")
+    flops = sweep_flops(runs)
+    peak = _peak_in_fresh_process()
+    return {
+        "experiment": experiment,
+        "overrides": list(overrides),
+        "jobs": jobs,
+        "runs": len(runs),
+        "wall_seconds": wall,
+        "tflops": flops / 1e12,
+        "achieved_gflops": flops / wall / 1e9,
+        "peak_gflops": peak,
+        "percent_of_matmul_peak": 100 * flops / wall / 1e9 / peak,
+    }
+
+
+def _pipeline_rate(arrays, batch_size: int, batches: int) -> float:
+    from . import data
+
+    pipes = data.make_pipelines(arrays, batch_size, seed=0)
+    it = iter(pipes.train)
+    next(it)
+    t = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches * batch_size / (time.perf_counter() - t)

@@ -1,0 +1,57 @@
+"""Stand-ins for a sweep's run function (``scheduler.Task``): importable by spawned workers,
+free of TensorFlow and MLflow, so the pools' logic is tested in milliseconds.
+
+What a fake run does is read from its seed: 0-99 finish, 100-199 fail, 200-299 kill their
+own worker process outright (as the OOM killer would), 300-399 run until interrupted.
+"""
+
+import os
+import time
+
+from resnet_bench.schema import FAILED, FINISHED
+
+
+def run(cfg, spec, seed, uri, force, invocation, label, echo) -> str:
+    echo(f"{label} {spec.name} seed {seed}: fake run in pid {os.getpid()}")
+    if seed >= 300:
+        while True:  # until SIGINT/SIGTERM raises in this thread
+            time.sleep(0.05)
+    if seed >= 200:
+        os._exit(9)
+    return FAILED if seed >= 100 else FINISHED
+
+
+PREPARED = 0  # times prepare() ran in this process
+
+
+def prepare(cfg) -> None:
+    global PREPARED
+    PREPARED += 1
+
+
+def report_prepared(cfg, spec, seed, uri, force, invocation, label, echo) -> str:
+    echo(f"prepared {PREPARED} time(s)")
+    return FINISHED
+
+
+def sweep_then_wait(jobs: int) -> None:
+    """A sweep of runs that never end on ``jobs`` local workers; prints the workers' pids once
+    their runs are handed out, then waits to be killed (``python -m tests.fake_runs``)."""
+    import sys
+    from types import SimpleNamespace
+
+    from resnet_bench.driver import PlannedRun
+    from resnet_bench.scheduler import LocalPool, Task
+    from resnet_bench.spec import ModelSpec
+
+    cfg = SimpleNamespace(name="fake", train=SimpleNamespace(intra_op_threads=1))
+    pool = LocalPool(cfg, "uri", False, "inv", lambda text: None, jobs, None, Task(run))
+    pending = [PlannedRun(ModelSpec(20, family="cifar"), 300 + i, f"k{i}", "pending") for i in range(jobs)]
+    while pending:
+        pending.remove(pool.start_next(pending, lambda p: ""))
+    print(" ".join(str(w.process.pid) for w in pool.workers), flush=True)
+    sys.stdin.read()  # until killed
+
+
+if __name__ == "__main__":
+    sweep_then_wait(2)

@@ -1,0 +1,104 @@
+"""The shape of the house, checked: commands side by side, short import chains, the report
+free of TensorFlow. Read from the source with ``ast``, imports inside functions included
+(they are dependencies too, only later ones)."""
+
+import ast
+from functools import cache
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "resnet_bench"
+MAX_CHAIN = 8  # modules in the longest import chain, both ends counted (issue 23: 11 before)
+
+
+def _name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _targets(module: str, node) -> list[str]:
+    """The package's modules an import statement of ``module`` names."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names if a.name in MODULES]
+    package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
+    if node.level:
+        for _ in range(node.level - 1):
+            package = package.rpartition(".")[0]
+        base = package + ("." + node.module if node.module else "")
+    else:
+        base = node.module or ""
+    out = []
+    for alias in node.names:
+        sub = f"{base}.{alias.name}"
+        out.append(sub if sub in MODULES else base)
+    return [t for t in out if t in MODULES]
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph = {}
+    for module, path in MODULES.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                deps.update(_targets(module, node))
+        graph[module] = deps - {module}
+    return graph
+
+
+GRAPH = import_graph()
+
+
+@cache
+def longest_chain(module: str) -> tuple[str, ...]:
+    """The longest import chain from ``module`` (the graph has no cycles: a test below)."""
+    chains = [longest_chain(d) for d in GRAPH[module]]
+    return (module, *max(chains, key=len, default=()))
+
+
+def test_the_import_graph_has_no_cycles():
+    state: dict[str, str] = {}
+
+    def visit(m, path):
+        if state.get(m) == "open":
+            raise AssertionError("import cycle: " + " -> ".join([*path, m]))
+        if state.get(m) != "done":
+            state[m] = "open"
+            for d in GRAPH[m]:
+                visit(d, [*path, m])
+            state[m] = "done"
+
+    for m in GRAPH:
+        visit(m, [])
+
+
+def test_no_import_chain_is_longer_than_eight_modules():
+    chain = max((longest_chain(m) for m in GRAPH), key=len)
+    assert len(chain) <= MAX_CHAIN, " -> ".join(chain)
+
+
+def test_commands_stand_side_by_side_over_the_library():
+    commands = {m for m in MODULES if m.startswith("resnet_bench.commands.")}
+    assert {c.rpartition(".")[2] for c in commands} == {"run", "report", "models", "data", "perf", "gpu_check"}
+    for command in commands:
+        assert not GRAPH[command] & commands, f"{command} imports another command"
+    library = {m for m in MODULES if not m.startswith("resnet_bench.commands") and m != "resnet_bench.cli"}
+    for module in library:
+        assert not GRAPH[module] & (commands | {"resnet_bench.cli"}), f"{module} imports a command"
+
+
+def _reaches(start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += GRAPH[m]
+    return seen
+
+
+def test_the_report_and_the_lease_stand_on_no_training_code():
+    training = {"resnet_bench.train", "resnet_bench.models", "resnet_bench.data.pipeline", "resnet_bench.runner"}
+    for module in ("resnet_bench.report", "resnet_bench.report.render", "resnet_bench.lease", "resnet_bench.scheduler"):
+        assert not _reaches(module) & training, module

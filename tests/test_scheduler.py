@@ -1,0 +1,186 @@
+"""The sweep loop and its pools, driven by fake runs: no TensorFlow, no store, no sleeps."""
+
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from resnet_bench.driver import PlannedRun
+from resnet_bench.errors import Terminated
+from resnet_bench.scheduler import InProcess, LocalPool, Progress, Task, choose, schedule
+from resnet_bench.schema import FAILED, FINISHED, KILLED
+from resnet_bench.spec import ModelSpec
+
+from . import fake_runs
+from .helpers import ROOT, is_alive
+
+CFG = SimpleNamespace(name="fake", train=SimpleNamespace(intra_op_threads=1))
+FAKE = Task(fake_runs.run, fake_runs.prepare)
+
+
+def planned(*pairs) -> list[PlannedRun]:
+    """PlannedRuns of CIFAR-style nets: (depth, seed) pairs."""
+    return [
+        PlannedRun(ModelSpec(depth, family="cifar"), seed, f"key-{depth}-{seed}", "pending") for depth, seed in pairs
+    ]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_counts_runs_and_prices_the_rest_by_depth():
+    todo = planned((56, 0), (20, 0), (20, 1))
+    lines, clock = [], Clock()
+    progress = Progress(todo, lines.append, clock)
+    assert [progress.label(p) for p in todo] == ["[1/3]", "[2/3]", "[3/3]"]
+    clock.now += 56 * 6  # 6 s per unit of depth
+    progress.finished(todo[0], FINISHED)
+    clock.now += 20 * 6
+    progress.finished(todo[1], FAILED)
+    clock.now += 20 * 6
+    progress.finished(todo[2], FINISHED)
+    assert lines == [
+        "[sweep 1/3 done] resnet56 seed 0: FINISHED (5.6 min elapsed, ETA 4.0 min)",  # 40 depth left at 6 s
+        "[sweep 2/3 done] resnet20 seed 0: FAILED (7.6 min elapsed, ETA 2.0 min)",
+        "[sweep 3/3 done] resnet20 seed 1: FINISHED (9.6 min elapsed)",
+    ]
+
+
+def test_a_free_worker_takes_a_network_it_holds_else_the_deepest_nobody_holds():
+    r20, r56, r110 = planned((20, 0), (56, 0), (110, 0))
+    assert choose({r20.spec}, set(), [r56, r20, r110]) is r20  # no new trace
+    assert choose(set(), {r110.spec}, [r20, r56, r110]) is r56  # r110's network is another worker's
+    assert choose(set(), {r20.spec, r56.spec, r110.spec}, [r20, r56]) is r56  # all held: the deepest
+
+
+def test_in_process_sweep_runs_everything_in_order_and_prepares_once(monkeypatch):
+    monkeypatch.setattr(fake_runs, "PREPARED", 0)
+    lines = []
+    todo = planned((20, 0), (20, 150), (56, 1))
+    pool = InProcess(CFG, "uri", False, "inv", lines.append, FAKE)
+    assert schedule(pool, todo, lines.append) == [FINISHED, FAILED, FINISHED]
+    assert [line for line in lines if line.startswith("[sweep")][-1].startswith("[sweep 3/3 done] resnet56 seed 1")
+    assert "[1/3] resnet20 seed 0: started" in lines
+    assert fake_runs.PREPARED == 1
+
+
+class Interrupting:
+    """A pool whose second wait is interrupted, as Ctrl-C would do mid-sweep."""
+
+    def __init__(self, error):
+        self.error, self.waits, self.closed, self.running = error, 0, None, []
+
+    def start_next(self, pending, label):
+        if self.running:
+            return None
+        self.running.append(pending[0])
+        return pending[0]
+
+    def wait(self):
+        self.waits += 1
+        if self.waits == 2:
+            raise self.error
+        return [(self.running.pop(), FINISHED)]
+
+    def busy(self):
+        return bool(self.running)
+
+    def close(self, interrupted=False):
+        self.closed = interrupted
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), Terminated()])
+def test_an_interrupt_closes_the_pool_as_interrupted_and_propagates(error):
+    pool = Interrupting(error)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(type(error)):
+        schedule(pool, planned((20, 0), (20, 1), (20, 2)), lambda text: None)
+    assert pool.closed is True
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_finished_sweep_closes_its_pool_normally():
+    pool = Interrupting(KeyboardInterrupt())
+    pool.waits = 10  # never reaches the interrupting wait
+    assert schedule(pool, planned((20, 0), (20, 1)), lambda text: None) == [FINISHED, FINISHED]
+    assert pool.closed is False
+
+
+class FakeStore:
+    """What LocalPool asks the store: settle a run whose worker died."""
+
+    def __init__(self):
+        self.settled = []
+
+    def experiment_id(self, name):
+        return "exp"
+
+    def settle(self, exp_id, key):
+        self.settled.append(key)
+        return KILLED
+
+
+def test_local_workers_run_a_sweep_and_a_dead_worker_is_replaced():
+    lines, store = [], FakeStore()
+    todo = planned((20, 0), (20, 250), (56, 1), (56, 120))
+    pool = LocalPool(CFG, "uri", False, "inv", lines.append, 2, store, FAKE)
+    finished = []
+    progress = Progress(todo, lines.append)
+    original = progress.finished
+    progress.finished = lambda p, status: (finished.append((p.key, status)), original(p, status))
+    schedule(pool, todo, lines.append, progress)
+    assert sorted(finished) == sorted(
+        [("key-20-0", FINISHED), ("key-20-250", KILLED), ("key-56-1", FINISHED), ("key-56-120", FAILED)]
+    )
+    assert store.settled == ["key-20-250"]  # the dead worker's run was settled with the store
+    assert any("died (exit code 9) during resnet20 seed 250" in line for line in lines)
+    for seed in (0, 1, 120):  # workers' lines reach the sweep (a worker killed outright may lose its last)
+        assert any(f"seed {seed}: fake run in pid" in line for line in lines), seed
+    assert not any(w.process.is_alive() for w in pool.workers)
+
+
+def test_every_worker_prepares_once_before_its_runs():
+    lines = []
+    pool = LocalPool(
+        CFG, "uri", False, "inv", lines.append, 2, FakeStore(), Task(fake_runs.report_prepared, fake_runs.prepare)
+    )
+    schedule(pool, planned((20, 0), (20, 1), (20, 2)), lines.append)
+    assert [line for line in lines if line.startswith("prepared")] == ["prepared 1 time(s)"] * 3
+
+
+def test_closing_on_an_interrupt_ends_the_runs_in_flight_and_every_worker():
+    lines, store = [], FakeStore()
+    todo = planned((20, 300), (56, 301))  # both run until interrupted
+    pool = LocalPool(CFG, "uri", False, "inv", lines.append, 2, store, FAKE)
+    pending = list(todo)
+    while pending:
+        pending.remove(pool.start_next(pending, lambda p: "[x]"))
+    while sum("fake run in pid" in line for line in lines) < 2:  # both runs under way
+        assert pool.wait() == []
+    pool.close(interrupted=True)
+    assert not any(w.process.is_alive() for w in pool.workers)
+    assert {w.process.exitcode for w in pool.workers} == {130}  # each ended by its own handler
+    assert sorted(store.settled) == ["key-20-300", "key-56-301"]
+
+
+def test_workers_of_a_sweep_killed_outright_end_themselves():
+    """kill -9 (the OOM killer, a batch system's limit) gives a sweep no chance to stop its
+    workers: each notices its parent is gone within a second and ends like a SIGTERM would."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_runs"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stdin=subprocess.PIPE, text=True)  # fmt: skip
+    workers = [int(pid) for pid in proc.stdout.readline().split()]
+    assert len(workers) == 2 and all(is_alive(p) for p in workers)
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 20
+    while any(is_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in workers if is_alive(p)]
