@@ -27,6 +27,18 @@ seeds = [0, 1]
 """
 
 
+# Files of minutes-long end-to-end tests, longest first (seconds each took on 2026-12-02). With
+# two workers a file stays on one (make test: --dist loadfile) and files are handed out in the
+# order collected, so these start first instead of one of them running alone at the end.
+HEAVY_FIRST = ("test_outage.py", "test_ray.py", "test_gpu_check.py", "test_parallel.py", "test_driver.py",
+               "test_perf.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept otherwise
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Generated data sets go to a per-session temporary cache, never to the user's."""
