@@ -64,6 +64,17 @@ def _epochs(uri, run):
     return [m.step for m in MlflowClient(tracking_uri=uri).get_metric_history(run.info.run_id, "train_loss")]
 
 
+def _wait_for_epoch(uri, seed, epoch, timeout=60):
+    """Until the run of ``seed`` has ``epoch`` in the store (its writer thread may lag the print)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for run in all_runs(uri, "tiny"):
+            if run.data.params.get("seed") == str(seed) and epoch in _epochs(uri, run):
+                return
+        time.sleep(0.1)
+    pytest.fail(f"epoch {epoch} of seed {seed} was not written within {timeout} s")
+
+
 def _sweep_with_outage(tiny_file, server, seed, down_for, env=None):
     """A one-run sweep; the server stops once epoch 2 is printed and starts again ``down_for``
     seconds later. Returns the sweep's exit code and output."""
@@ -80,6 +91,7 @@ def _sweep_with_outage(tiny_file, server, seed, down_for, env=None):
     for line in proc.stdout:
         out.append(line)
         if "epoch 2/8" in line:
+            _wait_for_epoch(server.url, seed, 2)  # epochs are written by a thread: the outage starts after
             server.stop()
             time.sleep(down_for)
             server.start()
