@@ -69,6 +69,15 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+def _ignore_stop_signals() -> None:
+    """The runs are ended and only the one line is left to print: a second SIGINT or SIGTERM
+    now (an impatient Ctrl-C, a supervisor's follow-up) must not turn exit 130/143 into a
+    traceback or a death by signal. (``main`` restores the caller's handlers afterwards;
+    ``__main__`` exits with them ignored.)"""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; a SIGTERM anywhere in it is the one 'terminated' line and exit 143,
     a SIGINT the one 'interrupted' line and exit 130.
@@ -103,9 +112,11 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _ignore_stop_signals()
         print("interrupted: the current run is marked KILLED; run the same command again to resume", file=sys.stderr)
         return 130
     except Terminated:
+        _ignore_stop_signals()
         print("terminated: the current run is marked KILLED; run again to resume", file=sys.stderr)
         return 143
     except Exception:  # a bug: keep the whole traceback, then say what to do with it
@@ -114,5 +125,16 @@ def _main(argv: list[str] | None) -> int:
         return 1
 
 
+def program() -> int:
+    """The ``resnet-bench`` program (console script and ``python -m``): :func:`main`, then the
+    exit with SIGINT and SIGTERM ignored. Once main has returned, the code it returned is the
+    answer; a signal in the last moments of interpreter shutdown, when Python has put the
+    default handlers back, would otherwise end the process by that signal instead (a sweep
+    interrupted as it started once exited by SIGINT after printing its 'interrupted' line)."""
+    code = main()
+    _ignore_stop_signals()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(program())
