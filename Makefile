@@ -35,15 +35,15 @@ lock:
 	.lock-venv/bin/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe --extra test --strip-extras \
 		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml
 
-## the whole suite (what CI runs), in two worker processes (pytest-xdist): a test file stays on
-## one of them, so its module fixtures are built once; TEST_JOBS=0 runs it in this process
+## the whole suite (what CI runs), in two worker processes (pytest-xdist) that take tests one
+## by one, the minute-long ones first (tests/conftest.py); TEST_JOBS=0 runs it in this process
 TEST_JOBS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist load $(ARGS)
 
 ## the inner loop: everything but the end-to-end runs and the Ray cluster
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile -m "not slow and not ray" $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist load -m "not slow and not ray" $(ARGS)
 
 ## the default experiment, then its report (a failed run makes the exit code non-zero)
 bench: $(STAMP)

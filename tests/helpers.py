@@ -1,9 +1,12 @@
 """Helpers for tests that run the CLI against a temporary MLflow store."""
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -35,8 +38,10 @@ def by_status(uri, experiment, status):
     return [r for r in all_runs(uri, experiment) if r.info.status == status]
 
 
-def spawn(args: list[str], cwd, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def spawn(args: list[str], cwd, env: dict | None = None, **kw) -> subprocess.Popen:
+    """``resnet-bench ARGS`` in a process of its own, its output line by line; ``env`` adds
+    variables to this process's environment."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "resnet_bench.cli", *args],
         cwd=cwd,
@@ -85,3 +90,35 @@ def is_alive(pid: int) -> bool:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path):
+    """A real ``mlflow server`` on 127.0.0.1 over a SQLite file in ``folder``: its URL."""
+    port = free_port()
+    args = ["--backend-store-uri", f"sqlite:///{folder}/server.db", "--artifacts-destination",
+            str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError("mlflow server did not start within 120 s") from None
+                time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

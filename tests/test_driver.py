@@ -218,8 +218,10 @@ def test_shipped_default_experiment_runs_one_epoch(tmp_path):
     """The must-show command, shrunk in data size so it fits the suite."""
     uri = store_uri(tmp_path)
     exp = ROOT / "experiments" / "shortcut_ablation.toml"
-    # its shallow half: the deep nets cost a minute of tracing here and exercise nothing more
+    # Its shallow half (the deep nets cost a minute of tracing here and exercise nothing more),
+    # in this process (--jobs 1: two workers would load TensorFlow twice more; pools are test_parallel's).
     extra = "--set train.epochs=1 --seeds 0 --set data.train_size=64 --set data.test_size=32 --set grid.depths=[20]"
+    extra += " --jobs 1"
     assert cli.main(cli_args(exp, uri, extra)) == 0
     finished = by_status(uri, "shortcut_ablation", "FINISHED")
     assert sorted(r.data.params["model"] for r in finished) == ["plain20", "resnet20", "resnet20-zi"]

@@ -22,7 +22,7 @@ def test_gpu_check_on_cpu_runs_every_stage_and_says_so(tmp_path, capsys):
     assert [t["jit_compiled"] for t in result["throughput"]] == [False, True]  # XLA really on
     assert all(len(curve["train_loss"]) == 2 and curve["grad_norms"] for curve in c["curves"].values())
     modes = [(t["mode"], t["model"]) for t in result["throughput"]]
-    assert modes == [("float32", "ours:resnet18"), ("mixed_float16+xla", "ours:resnet18")]  # toy sizes
+    assert modes == [("float32", "ours:resnet8"), ("mixed_float16+xla", "ours:resnet8")]  # toy sizes
     sizes = result["sizes"]
     for t in result["throughput"]:  # the rate is made of the images of every timed step, over their time
         assert t["train_images"] == sizes["windows"] * sizes["steps"] * t["batch"]

@@ -299,21 +299,6 @@ def test_the_command_line_answers_bad_input_in_one_line(tmp_path, case, needle, 
         assert all_runs(uri, "tiny") == []
 
 
-@pytest.mark.ray
-def test_ray_address_with_no_cluster_is_one_line(monkeypatch, tiny_file):
-    ray = pytest.importorskip("ray")
-    if ray.is_initialized():
-        pytest.skip("a Ray cluster is up in this process")
-    from resnet_bench.config import load
-    from resnet_bench.ray_executor import RayPool
-    from resnet_bench.runner import execute_run
-    from resnet_bench.scheduler import Task
-
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    with pytest.raises(UserError, match=r"^--address auto: no Ray cluster answers there \(Could not find"):
-        RayPool(load(tiny_file), "sqlite:///x.db", False, "inv", print, Task(execute_run), address="auto")
-
-
 def test_damaged_cache_file_is_generated_again(tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_BENCH_CACHE", str(tmp_path))
     cfg = DataConfig(image_size=8, classes=3, train_size=30, test_size=6)

@@ -97,7 +97,14 @@ def test_option_c_projects_every_block_and_b_only_where_shape_changes():
     assert count(b) == 3
 
 
-@pytest.mark.parametrize("spec", registry("paper") + registry("article"), ids=lambda s: f"{s.name}-{s.flavour}")
+def _registry_deep_ones_slow():
+    """Every registry entry; the deepest of each family (101, 152, 110) run in `make test`
+    only: their builds take seconds each and share code with the shallower ones."""
+    specs = registry("paper") + registry("article")
+    return [pytest.param(s, marks=pytest.mark.slow) if s.depth >= 101 else s for s in specs]
+
+
+@pytest.mark.parametrize("spec", _registry_deep_ones_slow(), ids=lambda s: f"{s.name}-{s.flavour}")
 def test_registry_forward_shape_and_finite(spec):
     size = max(32, minimum_input_size(spec))
     kwargs = dict(spec.__dict__, width=8 if spec.family == "imagenet" and spec.flavour == "paper" else 0)

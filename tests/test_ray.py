@@ -1,13 +1,12 @@
 """--executor ray against a real local Ray cluster and a real MLflow tracking server."""
 
+import contextlib
 import os
+import shutil
 import signal
-import socket
-import subprocess
-import sys
+import tempfile
 import threading
 import time
-import urllib.request
 
 import pytest
 
@@ -17,66 +16,35 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from resnet_bench import config  # noqa: E402
 from resnet_bench.driver import run_sweep  # noqa: E402
+from resnet_bench.errors import UserError  # noqa: E402
 from resnet_bench.report import write_report  # noqa: E402
 
-from .helpers import all_runs, store_uri  # noqa: E402
+from .helpers import all_runs, mlflow_server, store_uri  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`mlflow server` on 127.0.0.1 with a SQLite backend in a temporary folder."""
-    tmp = tmp_path_factory.mktemp("server")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{tmp}/server.db",
-            "--artifacts-destination",
-            str(tmp / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with mlflow_server(tmp_path_factory.mktemp("server")) as url:
+        yield url
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("raycache")
-    os.environ["RESNET_BENCH_CACHE"] = str(cache)
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"RESNET_BENCH_CACHE": str(cache)}})
-    yield
-    ray.shutdown()
+@contextlib.contextmanager
+def _cluster(tmp_path):
+    """A local 2-CPU Ray cluster, in a short temporary folder (Ray's socket paths must fit
+    107 bytes)."""
+    cache = tmp_path / "raycache"
+    private = tempfile.mkdtemp(prefix="rb-ray-", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"RESNET_BENCH_CACHE": str(cache)}},
+             _temp_dir=private)  # fmt: skip
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("RESNET_BENCH_CACHE", str(cache))
+            yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def _tiny(tmp_path, name, extra=()):
@@ -87,7 +55,33 @@ def _tiny(tmp_path, name, extra=()):
     return config.load(p, ["train.epochs=1", *extra])
 
 
-def test_ray_sweep_on_a_tracking_server_matches_a_local_sweep(tmp_path, server, cluster):
+def test_ray_without_a_cluster_then_sweeps_on_one_and_a_killed_worker(tmp_path, server, monkeypatch):
+    """One test, so that one test process starts the one cluster, and only after asking for
+    one that is not there: `--address auto` finds a cluster of any process on the machine (it
+    looks for Ray's processes), and a process that joined one is killed when it shuts down.
+    (The suite's workers take tests one by one: pytest-xdist's grouping is broken under
+    pytest 9.2, pytest-xdist issue 1386.)"""
+    _address_with_no_cluster_is_one_line(tmp_path, monkeypatch)
+    with _cluster(tmp_path):
+        _ray_sweep_on_a_tracking_server_matches_a_local_sweep(tmp_path / "match", server)
+        _killed_worker_is_retried_and_its_attempt_marked_killed(tmp_path / "kill", server)
+
+
+def _address_with_no_cluster_is_one_line(tmp_path, monkeypatch):
+    if ray.is_initialized():
+        pytest.skip("a Ray cluster is up in this process")
+    from resnet_bench.ray_executor import RayPool
+    from resnet_bench.runner import execute_run
+    from resnet_bench.scheduler import Task
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = _tiny(tmp_path, "ray_none")
+    with pytest.raises(UserError, match=r"^--address auto: no Ray cluster answers there \(Could not find"):
+        RayPool(cfg, store_uri(tmp_path), False, "inv", print, Task(execute_run), address="auto")
+
+
+def _ray_sweep_on_a_tracking_server_matches_a_local_sweep(tmp_path, server):
+    tmp_path.mkdir()
     cfg = _tiny(tmp_path, "ray_tiny")
     models = ["resnet8", "plain8"]
     assert run_sweep(cfg, server, models=models, executor="ray") == 0
@@ -107,8 +101,10 @@ def test_ray_sweep_on_a_tracking_server_matches_a_local_sweep(tmp_path, server, 
     assert a["figures"] == b["figures"]
 
 
-def test_killed_worker_is_retried_and_its_attempt_marked_killed(tmp_path, server, cluster):
-    cfg = _tiny(tmp_path, "ray_kill", ["train.epochs=20", "data.train_size=2000"])  # long enough to catch mid-run
+def _killed_worker_is_retried_and_its_attempt_marked_killed(tmp_path, server):
+    tmp_path.mkdir()
+    # 7 epochs left once the first is seen: long enough to catch mid-run
+    cfg = _tiny(tmp_path, "ray_kill", ["train.epochs=8", "data.train_size=2000"])
     client = MlflowClient(tracking_uri=server)
     killed = []
 
