@@ -129,8 +129,10 @@ def program() -> int:
     """The ``resnet-bench`` program (console script and ``python -m``): :func:`main`, then the
     exit with SIGINT and SIGTERM ignored. Once main has returned, the code it returned is the
     answer; a signal in the last moments of interpreter shutdown, when Python has put the
-    default handlers back, would otherwise end the process by that signal instead (a sweep
-    interrupted as it started once exited by SIGINT after printing its 'interrupted' line)."""
+    default handlers back, would otherwise end the process by that signal instead. (A sweep
+    interrupted as it started once died by SIGINT right after printing its 'interrupted'
+    line, in a loaded test run; not reproduced in 22 tries, so this closes the windows where a
+    late signal could do that rather than a cause seen.)"""
     code = main()
     _ignore_stop_signals()
     return code
