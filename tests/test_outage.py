@@ -36,15 +36,18 @@ class _Forward(socketserver.BaseRequestHandler):
     def handle(self):
         relay = self.server.relay
         generation = relay.generation
-        with socket.create_connection(relay.target) as upstream:
-            ends = [self.request, upstream]
-            while relay.generation == generation:  # down() ends every open connection
-                ready, _, _ = select.select(ends, [], [], 0.1)
-                for end in ready:
-                    data = end.recv(65536)
-                    if not data:
-                        return
-                    (upstream if end is self.request else self.request).sendall(data)
+        try:
+            with socket.create_connection(relay.target) as upstream:
+                ends = [self.request, upstream]
+                while relay.generation == generation:  # down() ends every open connection
+                    ready, _, _ = select.select(ends, [], [], 0.1)
+                    for end in ready:
+                        data = end.recv(65536)
+                        if not data:
+                            return
+                        (upstream if end is self.request else self.request).sendall(data)
+        except OSError:  # a side reset its end: so does the relay, without a traceback on stderr
+            return
 
 
 class _RelayServer(socketserver.ThreadingTCPServer):
