@@ -36,14 +36,17 @@ lock:
 		--no-emit-index-url --no-emit-find-links --output-file $(LOCK) pyproject.toml
 
 ## the whole suite (what CI runs), in two worker processes (pytest-xdist) that take tests one
-## by one, the minute-long ones first (tests/conftest.py); TEST_JOBS=0 runs it in this process
+## by one, the minute-long ones first (tests/conftest.py); TEST_JOBS=0 runs it in this process.
+## --maxschedchunk 1: without it, xdist hands each worker its first quarter of the tests in one
+## block, so one worker got nearly every end-to-end test while the other ran the quick ones.
 TEST_JOBS ?= 2
+XDIST     = -n $(TEST_JOBS) --dist load --maxschedchunk 1
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist load $(ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) $(ARGS)
 
 ## the inner loop: everything but the end-to-end runs and the Ray cluster
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist load -m "not slow and not ray" $(ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow and not ray" $(ARGS)
 
 ## the default experiment, then its report (a failed run makes the exit code non-zero)
 bench: $(STAMP)

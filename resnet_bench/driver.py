@@ -87,9 +87,9 @@ def run_sweep(
     if not todo:
         return 0
     from . import data as data_mod
-    from .train import configure_threads
 
-    configure_threads(cfg.train.intra_op_threads)  # before TensorFlow runs its first op
+    # No TensorFlow in this process yet: the pool's task.prepare loads it where runs train
+    # (here for --jobs 1, only in the workers otherwise) and sizes its thread pools first.
     arrays = data_mod.load(cfg.data)  # bad data fails here, before any run exists
     summary = data_mod.skipped_summary(arrays)
     if summary:

@@ -22,11 +22,15 @@ from .tracking import Store
 
 def prepare_process(cfg) -> None:
     """Once per process that trains runs, before the first: TensorFlow loaded (quietly) and its
-    thread pools sized, which TensorFlow allows only before its first op."""
+    thread pools sized, which TensorFlow allows only before its first op.
+
+    TensorFlow loads before :mod:`.train` is imported, which would load it unsilenced: a
+    worker of a ``--jobs N`` sweep printed TensorFlow's start-up lines that way, twice each."""
     from .quiet import load_tensorflow
-    from .train import configure_threads
 
     load_tensorflow()
+    from .train import configure_threads
+
     configure_threads(cfg.train.intra_op_threads)
 
 

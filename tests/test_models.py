@@ -1,6 +1,5 @@
 """The model family: pinned counts, MACs, structure, forward pass and gradients."""
 
-import functools
 import re
 
 import keras
@@ -14,8 +13,6 @@ from resnet_bench.models import (
     build_model,
     count_macs,
     count_params,
-    describe,
-    minimum_input_size,
     parse_model_name,
     registry,
     stage_of,
@@ -31,42 +28,58 @@ ARTICLE = {(18, "B"): 11_195_265, (18, "none"): 11_018_753, (50, "B"): 23_595_64
 TABLE1_MACS = {18: 1.8e9, 34: 3.6e9, 50: 3.8e9}
 
 
-@functools.cache
-def _describe(spec: ModelSpec, shape: tuple, classes: int, binary: bool = False) -> dict:
-    """``describe`` once per network: the count tests and the MAC tests ask for the same ones."""
-    return describe(spec, shape, classes, binary)
+def _pairs():
+    """Each registry network with its plain twin; the deepest of each family (101, 152, 110)
+    run in `make test` only: their builds take seconds each and share code with the others."""
+    specs = [s for s in registry("paper") + registry("article") if s.shortcut != "none"]
+    return [pytest.param(s, marks=pytest.mark.slow) if s.depth >= 101 else s for s in specs]
 
 
-def _deep_ones_slow(depths, slow_from: int):
-    """The deepest builds take seconds each: they run in `make test`, not in `make test-fast`."""
-    return [pytest.param(d, marks=pytest.mark.slow) if d >= slow_from else d for d in depths]
+def _published_size(spec: ModelSpec):
+    """(input shape, classes, binary head) of the published counts: the paper's ImageNet nets
+    at 224 px and 1000 classes, its CIFAR nets at 32 px and 10, the tutorial's at 224 px with
+    one sigmoid unit."""
+    if spec.flavour == "article":
+        return (224, 224, 3), 2, True
+    return ((224, 224, 3), 1000, False) if spec.family == "imagenet" else ((32, 32, 3), 10, False)
 
 
-@pytest.mark.parametrize("depth", _deep_ones_slow(sorted(TORCHVISION), 101))
-def test_imagenet_trainable_params_match_torchvision(depth):
-    info = _describe(ModelSpec(depth, "B"), (224, 224, 3), 1000)
-    assert info["params_trainable"] == TORCHVISION[depth]
+@pytest.mark.parametrize("spec", _pairs(), ids=lambda s: f"{s.name}-{s.flavour}")
+def test_registry_pair_matches_published_counts_and_runs_forward(spec):
+    """Every registry network and its plain twin, each built once at the size its published
+    counts are for: those counts (torchvision's, the paper's CIFAR table, the tutorial's; the
+    paper's Table 1 MACs within 5%), and a forward pass of the right shape with finite values."""
+    shape, classes, binary = _published_size(spec)
+    x = np.random.default_rng(0).normal(size=(2, *shape)).astype("float32")
+    info = {}
+    for net in (spec, spec.twin()):
+        model = build_model(net, shape, classes, binary_head=binary)
+        info[net.shortcut] = {**count_params(model), "macs": count_macs(model)}
+        y = model(x, training=False).numpy()
+        assert y.shape == ((2, 1) if binary else (2, classes)), net.name
+        assert np.isfinite(y).all(), net.name
+        keras.backend.clear_session()
+    res, plain = info[spec.shortcut], info["none"]
+    if spec.flavour == "article":
+        assert res["params_total"] == ARTICLE[(spec.depth, spec.shortcut)]
+        assert plain["params_total"] == ARTICLE[(spec.depth, "none")]
+    elif spec.family == "imagenet":
+        assert res["params_trainable"] == TORCHVISION[spec.depth]
+        if spec.depth in TABLE1_MACS:
+            assert abs(res["macs"] / TABLE1_MACS[spec.depth] - 1) < 0.05
+    else:  # option A adds no weights: the plain twin has exactly the same ones
+        assert res["params_trainable"] == plain["params_trainable"] == CIFAR[spec.depth]
+        assert res["params_total"] == plain["params_total"]
 
 
-@pytest.mark.parametrize("depth", _deep_ones_slow(sorted(CIFAR), 110))
-def test_cifar_params_and_plain_twin_equal(depth):
-    res = describe(ModelSpec(depth, "A"), (32, 32, 3), 10)
-    plain = describe(ModelSpec(depth, "none"), (32, 32, 3), 10)
-    assert res["params_trainable"] == CIFAR[depth]
-    assert plain["params_trainable"] == res["params_trainable"]
-    assert plain["params_total"] == res["params_total"]
-
-
-@pytest.mark.parametrize("depth,shortcut", sorted(ARTICLE))
-def test_article_flavour_totals(depth, shortcut):
-    info = describe(ModelSpec(depth, shortcut, flavour="article"), (224, 224, 3), 2, binary_head=True)
-    assert info["params_total"] == ARTICLE[(depth, shortcut)]
-
-
-@pytest.mark.parametrize("depth", sorted(TABLE1_MACS))
-def test_macs_within_5_percent_of_table1(depth):
-    macs = _describe(ModelSpec(depth, "B"), (224, 224, 3), 1000)["macs"]
-    assert abs(macs / TABLE1_MACS[depth] - 1) < 0.05
+def test_every_published_count_has_a_registry_network():
+    """The tables above are all checked by the test before: none lists a network the
+    registry lacks."""
+    names = {(s.family, s.flavour, s.depth, s.shortcut) for s in registry("paper") + registry("article")}
+    assert {("imagenet", "paper", d, "B") for d in TORCHVISION} <= names
+    assert {("imagenet", "paper", d, "B") for d in TABLE1_MACS} <= names
+    assert {("cifar", "paper", d, "A") for d in CIFAR} <= names
+    assert {("imagenet", "article", d, sc) for d, sc in ARTICLE} <= names
 
 
 def test_stem_gives_56x56_at_224():
@@ -95,27 +108,6 @@ def test_option_c_projects_every_block_and_b_only_where_shape_changes():
     count = lambda m: sum(layer.name.endswith("_shortcut_conv") for layer in m.layers)  # noqa: E731
     assert count(c) == 8
     assert count(b) == 3
-
-
-def _registry_deep_ones_slow():
-    """Every registry entry; the deepest of each family (101, 152, 110) run in `make test`
-    only: their builds take seconds each and share code with the shallower ones."""
-    specs = registry("paper") + registry("article")
-    return [pytest.param(s, marks=pytest.mark.slow) if s.depth >= 101 else s for s in specs]
-
-
-@pytest.mark.parametrize("spec", _registry_deep_ones_slow(), ids=lambda s: f"{s.name}-{s.flavour}")
-def test_registry_forward_shape_and_finite(spec):
-    size = max(32, minimum_input_size(spec))
-    kwargs = dict(spec.__dict__, width=8 if spec.family == "imagenet" and spec.flavour == "paper" else 0)
-    small = ModelSpec(**kwargs)
-    binary = spec.flavour == "article"
-    model = build_model(small, (size, size, 3), 2 if binary else 5, binary_head=binary)
-    x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype("float32")
-    y = model(x, training=False).numpy()
-    assert y.shape == ((2, 1) if binary else (2, 5))
-    assert np.isfinite(y).all()
-    keras.backend.clear_session()
 
 
 @pytest.mark.parametrize("spec", [ModelSpec(8, "A"), ModelSpec(8, "none"), ModelSpec(50, "B", width=8)])

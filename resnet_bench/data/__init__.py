@@ -9,18 +9,17 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .pipeline import Arrays
+from .arrays import Arrays
 
 
 def __getattr__(name: str):
-    """The pipeline (and with it TensorFlow) loads on first use, not with the package, so
-    the config can read the generator's limits (``data.synthetic``) before TensorFlow starts."""
-    if name in ("Arrays", "Pipelines", "make_pipelines", "steps_per_epoch"):
+    """The pipeline (and with it TensorFlow) loads on first use, not with the package: the
+    config reads the generator's limits (``data.synthetic``), and a sweep's parent loads and
+    checks the data for its workers, without TensorFlow."""
+    if name in ("Pipelines", "make_pipelines", "steps_per_epoch"):
         from . import pipeline
 
         return getattr(pipeline, name)
@@ -51,7 +50,6 @@ def load(cfg) -> Arrays:
     Photo folders are therefore decoded once per process, not once per run or epoch. A
     ``validation_size`` > 0 replaces the test split by a seeded hold-out of the training split.
     """
-    from .pipeline import Arrays
     from .sources import LOADERS
 
     arrays = LOADERS[cfg.source](cfg)

@@ -15,9 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-# Decoded arrays up to this size stay in memory as one constant; larger ones are read from a
-# memory-mapped file batch by batch (see sources.decode_folder).
-IN_MEMORY_BYTES = 2 * 1024**3
+from .arrays import IN_MEMORY_BYTES, Arrays
 
 
 def _options() -> tf.data.Options:
@@ -29,25 +27,6 @@ def _options() -> tf.data.Options:
 
 
 _OPTIONS = _options()
-
-
-@dataclass(eq=False)  # compared and hashed by identity, so describe() can be cached per load
-class Arrays:
-    """Decoded images (uint8, N x H x W x 3) with labels, plus class names and provenance."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    classes: list[str]
-    source: str
-    skipped: list[str]
-    ignored: int = 0
-    files: tuple[str, ...] = ()  # the array files read (a train/test pair is two)
-
-    @property
-    def image_size(self) -> int:
-        return int(self.x_train.shape[1])
 
 
 @dataclass

@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 from .. import inputs
 from ..errors import UserError
 from . import synthetic
-from .pipeline import IN_MEMORY_BYTES, Arrays
+from .arrays import IN_MEMORY_BYTES, Arrays
 
 log = logging.getLogger(__name__)
 
