@@ -92,6 +92,11 @@ def is_alive(pid: int) -> bool:
         return False
 
 
+def has_tensorflow(pid: int) -> bool:
+    """Whether process ``pid`` has TensorFlow's runtime library mapped (Linux's /proc)."""
+    return "_pywrap_tensorflow" in (Path("/proc") / str(pid) / "maps").read_text()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

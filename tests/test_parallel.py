@@ -2,6 +2,7 @@
 
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -12,6 +13,7 @@ from resnet_bench.train import clear_compiled, train_run
 from .helpers import (
     SLOW_RUN,
     by_status,
+    has_tensorflow,
     is_alive,
     live_children,
     spawn,
@@ -99,6 +101,11 @@ def _two_job_sweep_under_way(tmp_path, tiny_file):
 
 def test_interrupted_parallel_sweep_resumes_to_one_finished_run_each(tmp_path, tiny_file):
     uri, args, proc, _ = _two_job_sweep_under_way(tmp_path, tiny_file)
+    # The workers train; the sweep itself only loads the data and hands out runs, so it never
+    # pays TensorFlow's import (10 s here). The workers' own load is the control.
+    workers = [pid for pid in live_children(proc.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) == 2 and all(has_tensorflow(pid) for pid in workers)
+    assert not has_tensorflow(proc.pid)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 130, out

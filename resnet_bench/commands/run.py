@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import inputs, quiet
+from .. import inputs
 
 NAME = "run"
 LOADS_TENSORFLOW = False  # only once the input has been checked, so a mistake is told at once
@@ -38,7 +38,8 @@ def main(args) -> int:
     uri = inputs.tracking_uri(args.tracking_uri)
     if not args.dry_run:
         config.check_data_path(cfg)
-        quiet.load_tensorflow()
+    # No TensorFlow here: the pool loads it, quietly, in the processes that train (this one
+    # only for --jobs 1), so a sweep of worker processes does not pay its import twice.
     models = [m for group in args.models for m in group] if args.models else None
     return driver.run_sweep(
         cfg,

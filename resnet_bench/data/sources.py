@@ -286,6 +286,9 @@ def load_cifar10(cfg) -> Arrays:
     """
     if cfg.path == "download":
         try:
+            from ..quiet import load_tensorflow
+
+            load_tensorflow()  # quietly, before Keras brings it in with its start-up lines
             import keras
 
             (xtr, ytr), (xte, yte) = keras.datasets.cifar10.load_data()
