@@ -66,7 +66,7 @@ def configure_threads(intra_op_threads: int) -> None:
     For the small convolutions of the CIFAR-style nets at 16-32 pixels, one intra-op thread
     (with the inter-op pool still running independent ops side by side) trained 1.2-1.4x
     faster on a 2-core CPU; large ones gained nothing (reports/perf.md). TensorFlow fixes the
-    pool when it starts, so the driver calls this before any TensorFlow op runs.
+    pool when it starts, so each process that trains calls this first (runner.prepare_process).
     """
     if not intra_op_threads or tf.config.threading.get_intra_op_parallelism_threads() == intra_op_threads:
         return

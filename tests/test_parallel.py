@@ -102,9 +102,9 @@ def _two_job_sweep_under_way(tmp_path, tiny_file):
 def test_interrupted_parallel_sweep_resumes_to_one_finished_run_each(tmp_path, tiny_file):
     uri, args, proc, _ = _two_job_sweep_under_way(tmp_path, tiny_file)
     # The workers train; the sweep itself only loads the data and hands out runs, so it never
-    # pays TensorFlow's import (10 s here). The workers' own load is the control.
+    # pays TensorFlow's import (10 s here). The worker mid-run is the control.
     workers = [pid for pid in live_children(proc.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
-    assert len(workers) == 2 and all(has_tensorflow(pid) for pid in workers)
+    assert len(workers) == 2 and any(has_tensorflow(pid) for pid in workers)
     assert not has_tensorflow(proc.pid)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=180)

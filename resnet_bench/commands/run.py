@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import inputs
 
 NAME = "run"
-LOADS_TENSORFLOW = False  # only once the input has been checked, so a mistake is told at once
+LOADS_TENSORFLOW = False  # only where runs train (the pool sees to it), after the input is checked
 
 
 def add_parser(sub) -> None:
