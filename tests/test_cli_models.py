@@ -8,10 +8,10 @@ from resnet_bench import cli
 
 
 def test_models_json_lists_each_residual_model_then_its_plain_twin(capsys):
-    args = ["models", "--image-size", "32", "--classes", "10", "--model", "resnet20", "--model", "resnet56", "--json"]
+    args = ["models", "--image-size", "32", "--classes", "10", "--model", "resnet20", "--model", "resnet32", "--json"]
     assert cli.main(args) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["name"] for r in rows] == ["resnet20", "plain20", "resnet56", "plain56"]
+    assert [r["name"] for r in rows] == ["resnet20", "plain20", "resnet32", "plain32"]
     assert [r["shortcut"] for r in rows] == ["A", "none", "A", "none"]
     for r in rows:
         assert {"name", "depth", "shortcut", "flavour", "params_total", "params_trainable", "macs"} <= set(r)
