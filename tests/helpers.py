@@ -38,16 +38,27 @@ def by_status(uri, experiment, status):
     return [r for r in all_runs(uri, experiment) if r.info.status == status]
 
 
-def spawn(args: list[str], cwd, env: dict | None = None, **kw) -> subprocess.Popen:
-    """``resnet-bench ARGS`` in a process of its own, its output line by line; ``env`` adds
-    variables to this process's environment."""
+def finished_losses(uri: str, experiment: str) -> dict:
+    """(model, seed) -> per-epoch training losses of the FINISHED runs."""
+    client = MlflowClient(tracking_uri=uri)
+    return {
+        (r.data.params["model"], r.data.params["seed"]): [
+            m.value for m in sorted(client.get_metric_history(r.info.run_id, "train_loss"), key=lambda m: m.step)
+        ]
+        for r in by_status(uri, experiment, "FINISHED")
+    }
+
+
+def spawn(args: list[str], cwd, env: dict | None = None, stderr=subprocess.STDOUT, **kw) -> subprocess.Popen:
+    """``resnet-bench ARGS`` in a process of its own, its output line by line (stderr with
+    stdout unless ``stderr`` says otherwise); ``env`` adds variables to this process's environment."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "resnet_bench.cli", *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=stderr,
         text=True,
         **kw,
     )

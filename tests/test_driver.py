@@ -5,7 +5,6 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -14,9 +13,9 @@ from mlflow.tracking import MlflowClient
 from resnet_bench import cli, config, schema
 from resnet_bench.driver import plan, select
 from resnet_bench.models import describe
-from resnet_bench.tracking import Store
+from resnet_bench.tracking import Store, TrackedRun
 
-from .helpers import EPOCH_METRICS, ROOT, all_runs, by_status, spawn, store_uri, wait_for_mid_run
+from .helpers import EPOCH_METRICS, ROOT, all_runs, by_status, spawn, store_uri
 
 pytestmark = pytest.mark.slow
 
@@ -163,35 +162,35 @@ def test_divergence_marks_failed_and_the_sweep_goes_on(tmp_path, tiny_file):
     assert all(r.info.status in ("FAILED", "FINISHED") for r in runs)
 
 
-def test_interrupt_keeps_epochs_marks_killed_and_resumes(tmp_path, tiny_file, capsys):
-    """A real SIGINT to this process while the second of two runs trains: exit code 130 and
-    one line, the first run FINISHED, the second KILLED with its epochs kept, and the same
-    command trains it again. In this process (a thread sends the signal once that run has
-    logged an epoch), so the networks traced before the interrupt serve the resume too; a
-    program ending on a signal in a process of its own is test_parallel's."""
+def test_interrupt_keeps_epochs_marks_killed_and_resumes(tmp_path, tiny_file, capsys, monkeypatch):
+    """A real SIGINT to this process as the second of two runs logs its first epoch: exit code
+    130 and one line, the first run FINISHED, the second KILLED with that epoch kept, and the
+    same command trains it again. The signal is sent from the epoch hook itself, so it lands
+    mid-run on any machine with runs of a second (no thread racing a clock); the networks
+    traced before it serve the resume. A program ending on a signal in a process of its own,
+    at moments the clock picks, is test_parallel's."""
     uri = store_uri(tmp_path)
-    # --jobs 1: the second run starts only when the first has finished, so it is caught mid-way.
-    # Half the epochs of helpers.SLOW_RUN: with no process to start, 3 epochs left (seconds) are margin
-    # enough for a thread polling every 0.3 s.
-    args = cli_args(tiny_file, uri, "--seeds 0 --models resnet8,plain8 --jobs 1 --set train.epochs=4")
-    args += ["--set", "data.train_size=2000"]
+    args = cli_args(tiny_file, uri, "--seeds 0 --models resnet8,plain8 --jobs 1")  # one run after the other
     client = MlflowClient(tracking_uri=uri)
+    log_epoch, seen = TrackedRun.log_epoch, []
 
-    def interrupt_mid_run():
-        wait_for_mid_run(uri, "tiny", after_finished=1)  # the second run, mid-way
-        os.kill(os.getpid(), signal.SIGINT)
+    def interrupt_at_second_runs_first_epoch(run, row):
+        log_epoch(run, row)
+        if run.run_id not in seen:
+            seen.append(run.run_id)
+            if len(seen) == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # raised here, in the training loop's callback
 
-    sender = threading.Thread(target=interrupt_mid_run)
-    sender.start()
+    monkeypatch.setattr(TrackedRun, "log_epoch", interrupt_at_second_runs_first_epoch)
     code = cli.main(args)
-    sender.join()
     err = capsys.readouterr().err
     assert code == 130, err
     assert "Traceback" not in err and err.count("interrupted: ") == 1, err
     killed = by_status(uri, "tiny", "KILLED")
-    assert len(killed) == 1, [(r.data.params.get("model"), r.info.status) for r in all_runs(uri, "tiny")]
-    assert client.get_metric_history(killed[0].info.run_id, "train_loss")  # epochs done are kept
-    assert len(by_status(uri, "tiny", "FINISHED")) == 1
+    assert [r.info.run_id for r in killed] == seen[1:]
+    assert [m.step for m in client.get_metric_history(seen[1], "train_loss")] == [1]  # the epoch done is kept
+    assert [r.info.run_id for r in by_status(uri, "tiny", "FINISHED")] == seen[:1]
+    monkeypatch.undo()
     assert cli.main(args) == 0
     finished = by_status(uri, "tiny", "FINISHED")
     assert sorted(r.data.params["model"] for r in finished) == ["plain8", "resnet8"]
@@ -221,28 +220,35 @@ def test_a_run_left_running_by_a_dead_process_is_found_and_rerun(tmp_path, tiny_
     assert statuses == ["FINISHED", "KILLED"]
 
 
-def test_two_sweeps_at_once_neither_crash_nor_duplicate(tmp_path, tiny_file):
+def test_two_sweeps_at_once_neither_crash_nor_duplicate_and_only_v_shows_tensorflow(tmp_path, tiny_file):
+    """Two processes sweep the same runs side by side: every run is trained once. The second
+    is started with ``-v``, so the same pair also shows that a sweep's stderr stays empty
+    unless asked (TensorFlow's start-up lines and MLflow's INFO lines come back with ``-v``);
+    each process start costs TensorFlow's import, 10 s here."""
     uri = store_uri(tmp_path)
     args = ["run", str(tiny_file), "--tracking-uri", uri, "--models", "resnet8,plain8", "--set", "train.epochs=1"]
-    procs = [spawn(args, cwd=tmp_path) for _ in range(2)]
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
+    procs = [spawn(a, cwd=tmp_path, stderr=subprocess.PIPE) for a in (args, ["-v", *args])]
+    (out, err), (loud_out, loud_err) = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], (out, err, loud_out, loud_err)
     finished = by_status(uri, "tiny", "FINISHED")
     keys = [r.data.tags["run_key"] for r in finished]
     assert len(keys) == 4 and len(set(keys)) == 4
+    assert err == "" and "runs planned" in out
+    assert loud_err.strip() and "runs planned" in loud_out
 
 
 def test_shipped_default_experiment_runs_one_epoch(tmp_path):
     """The must-show command, shrunk in data size so it fits the suite."""
     uri = store_uri(tmp_path)
     exp = ROOT / "experiments" / "shortcut_ablation.toml"
-    # Its shallow half (the deep nets cost a minute of tracing here and exercise nothing more),
-    # in this process (--jobs 1: two workers would load TensorFlow twice more; pools are test_parallel's).
-    extra = "--set train.epochs=1 --seeds 0 --set data.train_size=64 --set data.test_size=32 --set grid.depths=[20]"
+    # One depth, the smallest of the family (every setting of the file applies at any depth;
+    # resnet20's three nets took 3x resnet8's tracing here), in this process (--jobs 1: two
+    # workers would load TensorFlow twice more; pools are test_parallel's).
+    extra = "--set train.epochs=1 --seeds 0 --set data.train_size=64 --set data.test_size=32 --set grid.depths=[8]"
     extra += " --jobs 1"
     assert cli.main(cli_args(exp, uri, extra)) == 0
     finished = by_status(uri, "shortcut_ablation", "FINISHED")
-    assert sorted(r.data.params["model"] for r in finished) == ["plain20", "resnet20", "resnet20-zi"]
+    assert sorted(r.data.params["model"] for r in finished) == ["plain8", "resnet8", "resnet8-zi"]
 
 
 def test_photo_folder_run_logs_skipped_files(tmp_path, tiny_file):

@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from resnet_bench import cli, config, data, scheduler
 from resnet_bench.train import clear_compiled, train_run
@@ -13,6 +12,7 @@ from resnet_bench.train import clear_compiled, train_run
 from .helpers import (
     SLOW_RUN,
     by_status,
+    finished_losses,
     has_tensorflow,
     is_alive,
     live_children,
@@ -22,17 +22,6 @@ from .helpers import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def _losses(uri, experiment):
-    """(model, seed) -> per-epoch training losses of the FINISHED runs."""
-    client = MlflowClient(tracking_uri=uri)
-    return {
-        (r.data.params["model"], r.data.params["seed"]): [
-            m.value for m in sorted(client.get_metric_history(r.info.run_id, "train_loss"), key=lambda m: m.step)
-        ]
-        for r in by_status(uri, experiment, "FINISHED")
-    }
 
 
 def test_reused_model_gives_the_numbers_of_a_fresh_one(tiny_file):
@@ -59,7 +48,7 @@ def test_parallel_sweep_equals_in_process_sweep(tiny_sweep, tmp_path):
     reference = store_uri(tmp_path)
     args = ["run", str(exp), "--tracking-uri", reference, "--jobs", "1", "--models", "resnet14,plain8", "--seeds", "1"]
     assert cli.main(args) == 0
-    ours, theirs = _losses(uri, "tiny"), _losses(reference, "tiny")
+    ours, theirs = finished_losses(uri, "tiny"), finished_losses(reference, "tiny")
     assert set(theirs) == {("resnet14", "1"), ("plain8", "1")}
     for key, losses in theirs.items():
         assert ours[key] == losses and len(losses) == 2, key

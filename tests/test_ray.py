@@ -17,7 +17,7 @@ from resnet_bench.driver import run_sweep  # noqa: E402
 from resnet_bench.errors import UserError  # noqa: E402
 from resnet_bench.report import write_report  # noqa: E402
 
-from .helpers import all_runs, mlflow_server, store_uri  # noqa: E402
+from .helpers import all_runs, finished_losses, mlflow_server, store_uri  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -49,7 +49,7 @@ def _tiny(tmp_path, name, extra=()):
     return config.load(p, ["train.epochs=1", *extra])
 
 
-def test_ray_without_a_cluster_then_sweeps_on_one_and_a_killed_worker(tmp_path, server, monkeypatch):
+def test_ray_without_a_cluster_then_sweeps_on_one_and_a_killed_worker(tmp_path, server, monkeypatch, tiny_sweep):
     """One test, so that one test process starts the one cluster, and only after asking for
     one that is not there: `--address auto` finds a cluster of any process on the machine (it
     looks for Ray's processes), and a process that joined one is killed when it shuts down.
@@ -57,7 +57,7 @@ def test_ray_without_a_cluster_then_sweeps_on_one_and_a_killed_worker(tmp_path, 
     pytest 9.2, pytest-xdist issue 1386.)"""
     _address_with_no_cluster_is_one_line(tmp_path, monkeypatch)
     with _cluster(tmp_path):
-        _ray_sweep_on_a_tracking_server_matches_a_local_sweep(tmp_path / "match", server)
+        _ray_sweep_on_a_tracking_server_equals_the_local_pools(tmp_path / "match", server, tiny_sweep)
         _killed_worker_is_retried_and_its_attempt_marked_killed(tmp_path / "kill", server)
 
 
@@ -72,24 +72,26 @@ def _address_with_no_cluster_is_one_line(tmp_path, monkeypatch):
         RayPool(cfg, store_uri(tmp_path), False, "inv", print, Task(execute_run), address="auto")
 
 
-def _ray_sweep_on_a_tracking_server_matches_a_local_sweep(tmp_path, server):
+def _ray_sweep_on_a_tracking_server_equals_the_local_pools(tmp_path, server, tiny_sweep):
+    """The session's tiny sweep again, on Ray and a tracking server: the same losses, bit for
+    bit, as its two local worker processes gave, and a report with the same sections and figures
+    (the local sweep is conftest's ``tiny_sweep``, trained once for the whole suite)."""
     tmp_path.mkdir()
-    cfg = _tiny(tmp_path, "ray_tiny")
-    models = ["resnet8", "plain8"]
-    assert run_sweep(cfg, server, models=models, executor="ray") == 0
-    runs = all_runs(server, "ray_tiny")
-    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    _, exp, local = tiny_sweep
+    cfg = config.load(exp)
+    assert run_sweep(cfg, server, executor="ray") == 0
+    runs = all_runs(server, "tiny")
+    assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}
+    assert finished_losses(server, "tiny") == finished_losses(local, "tiny")
     # Resume rules hold under Ray too: nothing left to schedule.
-    assert run_sweep(cfg, server, models=models, executor="ray") == 0
-    assert len(all_runs(server, "ray_tiny")) == 4
+    assert run_sweep(cfg, server, executor="ray") == 0
+    assert len(all_runs(server, "tiny")) == 8
 
-    local = store_uri(tmp_path)
-    assert run_sweep(cfg, local, models=models) == 0
-    a = write_report(server, "ray_tiny", tmp_path / "ray" / "r.md")
-    b = write_report(local, "ray_tiny", tmp_path / "local" / "r.md")
+    a = write_report(server, "tiny", tmp_path / "ray" / "r.md")
+    b = write_report(local, "tiny", tmp_path / "local" / "r.md")
     heads = lambda p: [ln for ln in p.read_text().splitlines() if ln.startswith("#")]  # noqa: E731
     assert heads(tmp_path / "ray" / "r.md") == heads(tmp_path / "local" / "r.md")
-    assert len(a["runs"]) == len(b["runs"]) == 4
+    assert len(a["runs"]) == len(b["runs"]) == 8
     assert a["figures"] == b["figures"]
 
 

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from resnet_bench import config, data, responses, schema
-from resnet_bench.errors import DivergedError
 from resnet_bench.train import train_run
 
 from .helpers import EPOCH_METRICS
@@ -31,12 +30,21 @@ def test_history_has_every_metric_per_epoch(tiny_file):
     assert result.model_info["params_total"] > 0 and result.model_info["macs"] > 0
 
 
-def test_gradient_probes_do_not_change_training(tiny_file):
-    """The probe runs in training mode; it must restore BN statistics so numbers are unaffected."""
-    with_probe = _run(tiny_file, model="plain14")
-    without = _run(tiny_file, model="plain14", probes=False)
-    assert losses(with_probe) == losses(without)
-    assert [r["val_loss"] for r in with_probe.history] == [r["val_loss"] for r in without.history]
+def test_probes_and_layer_responses_change_no_number(tiny_file):
+    """The gradient probe runs in training mode and must restore BN statistics; He et al.
+    Fig. 7's layer responses are measured in inference mode after the last epoch. A run
+    without either gives the same losses, and the measurement returns one value per 3x3
+    layer and per block. (One run without both: if either changed a number, they differ.)"""
+    measured = _run(tiny_file)
+    bare = _run(tiny_file, probes=False, responses=False)
+    assert losses(measured) == losses(bare)
+    assert [r["val_loss"] for r in measured.history] == [r["val_loss"] for r in bare.history]
+    assert not any(k.startswith(schema.GRAD_NORM_PREFIX) for r in bare.history for k in r)
+    assert bare.responses == {}
+    assert list(measured.responses) == responses.metric_names(measured.model)
+    kinds = [schema.parse_layer_metric(k)[0] for k in measured.responses]
+    assert kinds.count("response_std") == 7 and kinds.count("branch_ratio") == 3
+    assert all(np.isfinite(v) and v > 0 for v in measured.responses.values())
 
 
 def test_mirrored_strategy_matches_no_strategy_on_one_cpu(tiny_file):
@@ -68,11 +76,6 @@ def test_binary_head_for_two_classes(tiny_file):
     result = _run(tiny_file, ["data.classes=2", "train.loss='binary'"])
     assert result.model.output_shape == (None, 1)
     assert np.isfinite(losses(result)).all()
-
-
-def test_divergence_raises(tiny_file):
-    with pytest.raises(DivergedError):
-        _run(tiny_file, ["train.optimizer='sgd'", "train.learning_rate=1e30"])
 
 
 def test_l2_weight_decay_adds_wd_times_w_to_every_kernel_gradient_and_nothing_else():
@@ -115,32 +118,15 @@ def test_l2_mode_trains_and_decoupled_mode_keeps_the_optimizer_decay(tiny_file):
 
 def test_steps_per_execution_changes_no_number_and_divides_the_epoch(tiny_file):
     """Several steps per compiled call run the same updates in the same order; a k that does
-    not divide the epoch's steps would train extra steps, so it resolves to a divisor."""
+    not divide the epoch's steps would train extra steps, so it resolves to a divisor (4 of
+    6 steps to 3, and 3 is what Keras compiled)."""
     big = ["data.train_size=192", "train.epochs=2"]  # 6 steps per epoch
     one = _run(tiny_file, big)
-    three = _run(tiny_file, [*big, "train.steps_per_execution=3"])
     four = _run(tiny_file, [*big, "train.steps_per_execution=4"])
-    assert (three.model_info["steps_per_execution_resolved"], four.model_info["steps_per_execution_resolved"]) == (
-        3,
-        3,
-    )
-    assert losses(one) == losses(three) == losses(four)
-    assert [r["val_loss"] for r in one.history] == [r["val_loss"] for r in three.history]
-    assert all(np.isfinite(r["step_ms_median"]) and r["step_ms_median"] > 0 for r in three.history)
-
-
-def test_layer_responses_are_measured_after_training_and_change_nothing(tiny_file):
-    """He et al. Fig. 7's measurement runs in inference mode after the last epoch: the run's
-    numbers are the same without it, and it returns one value per 3x3 layer and per block."""
-    measured = _run(tiny_file, model="resnet8")
-    without = _run(tiny_file, model="resnet8", responses=False)
-    assert losses(measured) == losses(without)
-    assert [r["val_loss"] for r in measured.history] == [r["val_loss"] for r in without.history]
-    assert without.responses == {}
-    assert list(measured.responses) == responses.metric_names(measured.model)
-    kinds = [schema.parse_layer_metric(k)[0] for k in measured.responses]
-    assert kinds.count("response_std") == 7 and kinds.count("branch_ratio") == 3
-    assert all(np.isfinite(v) and v > 0 for v in measured.responses.values())
+    assert four.model_info["steps_per_execution_resolved"] == four.model.steps_per_execution == 3
+    assert losses(one) == losses(four)
+    assert [r["val_loss"] for r in one.history] == [r["val_loss"] for r in four.history]
+    assert all(np.isfinite(r["step_ms_median"]) and r["step_ms_median"] > 0 for r in four.history)
 
 
 @pytest.mark.parametrize("schedule", ["constant", "step"])
