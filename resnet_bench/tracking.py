@@ -61,11 +61,13 @@ def _duplicate_key(e: Exception) -> bool:
 
 PATIENCE_SECONDS = 120.0  # default of $RESNET_BENCH_TRACKING_PATIENCE: a server restart fits
 # What a store says when it is away for a while rather than refusing a request: a server that
-# restarts (connection refused or reset, 502-504 from a proxy in front of it), a SQLite file
-# another sweep holds locked.
+# restarts (connection refused or reset, a response cut off mid-way, 502-504 from a proxy in
+# front of it), a SQLite file another sweep holds locked. A call retried after its response was
+# cut may have been applied once already; the calls a run makes are safe to repeat (MLflow
+# drops a metric row identical to one it holds; params, tags and artifacts are set again).
 _TRANSIENT = ("max retries exceeded", "connection refused", "connection reset", "connection aborted",
-              "remotedisconnected", "read timed out", "temporarily unavailable", "bad gateway",
-              "service unavailable", "gateway timeout", "locked")  # fmt: skip
+              "connection broken", "remotedisconnected", "read timed out", "temporarily unavailable",
+              "bad gateway", "service unavailable", "gateway timeout", "locked")  # fmt: skip
 
 
 def _transient(e: Exception) -> bool:

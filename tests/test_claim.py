@@ -75,3 +75,41 @@ def test_a_claim_after_the_owner_has_its_ticket_gives_way(tmp_path):
     tags = store.get_run(first).data.tags
     assert tags["claim"] == "ready" and tags["claim_ticket"] == "1"
     assert [r.info.run_id for r in store.runs_with_key(exp, "k")] == [first]
+
+
+@pytest.mark.parametrize(
+    "message,away",
+    [
+        (
+            "HTTPConnectionPool(host='h', port=5000): Max retries exceeded with url: /api",
+            True,
+        ),
+        # a server restarting while a response was on its way (seen when the test_outage relay cut a write)
+        (
+            "API request to http://h/api/2.0/mlflow/runs/log-batch failed with exception ('Connection broken: "
+            "IncompleteRead(0 bytes read, 2 more expected)', IncompleteRead(0 bytes read, 2 more expected))",
+            True,
+        ),
+        ("('Connection aborted.', RemoteDisconnected('Remote end closed connection without response'))", True),
+        ("(sqlite3.OperationalError) database is locked", True),
+        ("RESOURCE_DOES_NOT_EXIST: Run with id=abc not found", False),
+        ("INVALID_PARAMETER_VALUE: Changing param values is not allowed", False),
+    ],
+)
+def test_a_store_that_is_away_is_waited_for_and_a_refusal_is_not(monkeypatch, message, away):
+    """Which errors the store's calls wait out (for the patience) and which they raise at once."""
+    monkeypatch.setenv("RESNET_BENCH_TRACKING_PATIENCE", "30")  # two retries wait 0.2 s and 0.4 s
+    calls = []
+
+    def fails_twice():
+        calls.append(1)
+        if len(calls) <= 2:
+            raise RuntimeError(message)
+        return "answered"
+
+    if away:
+        assert tracking._retry(fails_twice) == "answered" and len(calls) == 3
+    else:
+        with pytest.raises(RuntimeError, match=message.split(":")[0]):
+            tracking._retry(fails_twice)
+        assert len(calls) == 1

@@ -17,13 +17,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from resnet_bench import cli
+from resnet_bench.tracking import TrackedRun
 
 from .helpers import all_runs, by_status, free_port, mlflow_server, spawn
 
 pytestmark = pytest.mark.slow
 
-# Runs long enough that an outage starting after epoch 2 is written lands mid-run.
-RUN = ["--jobs", "1", "--models", "resnet8", "--set", "train.epochs=8", "--set", "data.train_size=2000"]
+RUN = ["--jobs", "1", "--models", "resnet8"]
+# Runs long enough that an outage a test process starts once it has seen epoch 2 lands mid-run.
+LONG = ["--set", "train.epochs=8", "--set", "data.train_size=2000"]
 
 
 @pytest.fixture
@@ -107,35 +109,46 @@ def test_an_outage_mid_run_loses_nothing_and_a_longer_one_is_one_line(tmp_path, 
     relay = Relay(server)
     args = ["run", str(tiny_file), "--tracking-uri", relay.url, *RUN]
 
-    # Down for 5 s, within the default patience: training goes on, every epoch is written once,
-    # in order. (In this process: the run ends FINISHED, so its owner being alive is no matter.)
-    held = []
-    outage = threading.Thread(target=lambda: held.extend(_outage_after_epoch_2(server, relay, 0, down_for=5)))
-    outage.start()
-    code = cli.main([*args, "--seeds", "0"])
-    outage.join()
+    # Down for 5 s from the moment epoch 2 is handed to the run's writer, within the default
+    # patience: training goes on, every epoch is written once, in order. (In this process, the
+    # outage started from the epoch hook, so it begins mid-run on any machine; the run ends
+    # FINISHED, so its owner being alive is no matter.)
+    log_epoch, timers = TrackedRun.log_epoch, []
+
+    def outage_after_epoch_2(run, row):
+        log_epoch(run, row)
+        if row["epoch"] == 2 and not timers:
+            relay.down()
+            timers.append(threading.Timer(5, relay.up))
+            timers[0].start()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(TrackedRun, "log_epoch", outage_after_epoch_2)
+        code = cli.main([*args, "--seeds", "0", "--set", "train.epochs=4"])
+    timers[0].join()
     out = capfd.readouterr()
     assert code == 0, out
-    assert len(held) < 8, held  # the outage began mid-run, or this test showed nothing
     assert "Traceback" not in out.out + out.err and "Retrying" not in out.out + out.err, out
     (run,) = by_status(server, "tiny", "FINISHED")
-    assert _epochs(server, run) == list(range(1, 9))
+    assert _epochs(server, run) == [1, 2, 3, 4]
 
     # A patience of 2 s: the run stops at the next epoch with one line; what was written stays,
     # and the same command resumes once the server is back. (A process of its own: the attempt
     # it leaves behind must have a dead owner to be taken over.)
-    proc = spawn([*args, "--seeds", "1"], cwd=tmp_path, env={"RESNET_BENCH_TRACKING_PATIENCE": "2"})
-    lines = []
+    args += [*LONG, "--seeds", "1"]
+    proc = spawn(args, cwd=tmp_path, env={"RESNET_BENCH_TRACKING_PATIENCE": "2"})
+    lines, held = [], []
     for line in proc.stdout:
         lines.append(line)
         if "epoch 2/8" in line:
-            _outage_after_epoch_2(server, relay, 1, down_for=6)
+            held = _outage_after_epoch_2(server, relay, 1, down_for=6)
     proc.wait(timeout=600)
     out = "".join(lines)
+    assert len(held) < 8, held  # the outage began mid-run, or this part showed nothing
     assert proc.returncode == 1, out
     assert "Traceback" not in out, out
     assert out.count("did not answer for 2 s ($RESNET_BENCH_TRACKING_PATIENCE)") >= 1, out
     assert _epochs(server, _run_of(server, 1))[:2] == [1, 2]  # the epochs before the outage are kept
-    assert cli.main([*args, "--seeds", "1"]) == 0
+    assert cli.main(args) == 0
     assert {r.data.params["seed"] for r in by_status(server, "tiny", "FINISHED")} == {"0", "1"}
     assert by_status(server, "tiny", "RUNNING") == []
