@@ -245,6 +245,18 @@ def _peak_in_fresh_process() -> float:
     return float(out.strip().splitlines()[-1])
 
 
+def default_threads_peak() -> float:
+    """The matmul peak with TensorFlow's default thread pools: measured in this process when
+    its pools are still the default (a sweep in worker processes leaves them so, and TensorFlow
+    refuses to resize them once started), otherwise in a fresh process (a ``--jobs 1`` sweep
+    that sized them here before TensorFlow started). A fresh process costs TensorFlow's import,
+    10 s on 2 cores."""
+    threading = tf.config.threading
+    if threading.get_intra_op_parallelism_threads() == 0 and threading.get_inter_op_parallelism_threads() == 0:
+        return matmul_peak_gflops()
+    return _peak_in_fresh_process()
+
+
 def measure_sweep(experiment: str, run_sweep, jobs="auto", overrides=()) -> dict:
     """Wall time of a whole sweep as ``resnet-bench run`` does it (worker start-up, data,
     tracing, training, evaluation, logging), in a temporary store, and its share of the peak.
@@ -263,7 +275,7 @@ def measure_sweep(experiment: str, run_sweep, jobs="auto", overrides=()) -> dict
     if code != 0:
         raise RuntimeError(f"the sweep of {experiment} did not finish every run (exit code {code})")
     flops = sweep_flops(runs)
-    peak = _peak_in_fresh_process()
+    peak = default_threads_peak()
     return {
         "experiment": experiment,
         "overrides": list(overrides),

@@ -87,6 +87,20 @@ def test_perf_times_a_whole_sweep(tiny_file, capsys):
     assert sweep["tflops"] > 0
 
 
+@pytest.mark.parametrize("intra,inter,where", [(0, 0, "here"), (1, 0, "fresh"), (0, 2, "fresh")])
+def test_the_sweeps_peak_is_measured_with_default_threads(monkeypatch, intra, inter, where):
+    """In this process while its pools are TensorFlow's default, in a fresh one once sized."""
+    import tensorflow as tf
+
+    from resnet_bench import timing
+
+    monkeypatch.setattr(tf.config.threading, "get_intra_op_parallelism_threads", lambda: intra)
+    monkeypatch.setattr(tf.config.threading, "get_inter_op_parallelism_threads", lambda: inter)
+    monkeypatch.setattr(timing, "matmul_peak_gflops", lambda: "here")
+    monkeypatch.setattr(timing, "_peak_in_fresh_process", lambda: "fresh")
+    assert timing.default_threads_peak() == where
+
+
 def test_the_keras_baseline_is_resnet50_the_size_of_ours():
     """What `make perf` times ours against: Keras' ResNet-50, within 1% of our resnet50's
     parameters (Keras' convolutions carry biases, ours feed batch norm and do not)."""
