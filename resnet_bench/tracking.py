@@ -138,6 +138,12 @@ def observer() -> lease.Observer:
     return lease.Observer(socket.gethostname(), time.time(), stale, _pid_alive)
 
 
+# Opening a new SQLite store while another process creates its schema: tries, and what that
+# collision says (SQLite's words; 5 tries wait 5 s in all).
+SCHEMA_ATTEMPTS = 5
+SCHEMA_COLLISIONS = ("already exists", "duplicate column")
+
+
 class Store:
     """An MLflow tracking store addressed by URI: the calls the driver and the report make,
     each by name and each waiting out a store that is briefly away (:func:`_retry`). What the
@@ -150,10 +156,22 @@ class Store:
     def _initialise(self) -> None:
         """Open the store with one query: what MLflow refuses (a foreign file, a login) is told
         here as one line, and a new SQLite schema is created under a file lock, because two
-        sweeps creating it at the same moment collide ("duplicate column")."""
+        sweeps creating it at the same moment collide ("duplicate column"). A process that
+        does not take the lock (``mlflow ui``, a script's MlflowClient) can still be creating
+        it: its tables then "already exist" for us, and opening is tried again once it is done."""
+        from sqlalchemy.exc import SQLAlchemyError
+
         with inputs.opening_store(self.uri), _schema_lock(self.uri):
-            self.client = MlflowClient(tracking_uri=self.uri)
-            self.client.search_experiments(max_results=1)  # no patience: a wrong URI is told at once
+            for attempt in range(SCHEMA_ATTEMPTS):
+                try:
+                    self.client = MlflowClient(tracking_uri=self.uri)
+                    self.client.search_experiments(max_results=1)  # no patience: a wrong URI is told at once
+                    return
+                except SQLAlchemyError as e:
+                    text = str(e).lower()
+                    if attempt == SCHEMA_ATTEMPTS - 1 or not any(k in text for k in SCHEMA_COLLISIONS):
+                        raise
+                    time.sleep(0.5 * (attempt + 1))
 
     # -- experiments and lookups ---------------------------------------------------------
 

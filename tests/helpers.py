@@ -12,6 +12,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from resnet_bench import schema
+from resnet_bench.tracking import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +27,10 @@ def store_uri(tmp_path) -> str:
 
 
 def all_runs(uri: str, experiment: str) -> list:
-    client = MlflowClient(tracking_uri=uri)
+    # Opened as the product opens it, under its schema lock: a test polling a SQLite file that a
+    # sweep in another process is creating would otherwise create the schema at the same moment,
+    # and one of the two fails ("duplicate column"; a --jobs 2 sweep died of it under load).
+    client = Store(uri).client
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
@@ -68,16 +72,18 @@ def spawn(args: list[str], cwd, env: dict | None = None, stderr=subprocess.STDOU
 EPOCH_METRICS = list(schema.EPOCH_METRICS)
 
 
-def wait_for_mid_run(uri: str, experiment: str, after_finished: int = 0, timeout: float = 240):
-    """Poll until a run is RUNNING with at least one epoch logged (and ``after_finished`` runs done)."""
-    client = MlflowClient(tracking_uri=uri)
+def wait_for_mid_run(uri: str, experiment: str, proc: subprocess.Popen, timeout: float = 240):
+    """Poll until a run of ``proc``'s sweep is RUNNING with at least one epoch logged; if the
+    sweep ends first, fail at once with what it printed."""
+    client = Store(uri).client  # under the schema lock, as all_runs
     deadline = time.time() + timeout
     while time.time() < deadline:
-        runs = all_runs(uri, experiment)  # one snapshot: a run cannot count as running and as finished
-        running = [r for r in runs if r.info.status == "RUNNING"]
-        if running and sum(r.info.status == "FINISHED" for r in runs) >= after_finished:
-            if client.get_metric_history(running[0].info.run_id, "train_loss"):
-                return running[0]
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended (exit code {proc.returncode}) before a run got under way:\n"
+                                 + proc.communicate()[0])  # fmt: skip
+        running = [r for r in all_runs(uri, experiment) if r.info.status == "RUNNING"]
+        if running and client.get_metric_history(running[0].info.run_id, "train_loss"):
+            return running[0]
         time.sleep(0.3)
     raise AssertionError(f"no run of {experiment} got under way in {timeout}s")
 

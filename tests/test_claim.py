@@ -113,3 +113,39 @@ def test_a_store_that_is_away_is_waited_for_and_a_refusal_is_not(monkeypatch, me
         with pytest.raises(RuntimeError, match=message.split(":")[0]):
             tracking._retry(fails_twice)
         assert len(calls) == 1
+
+
+def test_a_schema_another_process_is_creating_is_waited_for(tmp_path, monkeypatch):
+    """A process outside the schema lock (``mlflow ui``, a test polling the file) creating the
+    tables as a sweep opens the store: the sweep's first try finds them "already exist" (a
+    --jobs 2 sweep exited 2 on it under load) and opens the store on the next."""
+    from sqlalchemy.exc import OperationalError
+
+    real, tries = tracking.MlflowClient, []
+
+    def racing(**kwargs):
+        tries.append(1)
+        if len(tries) == 1:
+            raise OperationalError("CREATE TABLE mcp_servers", {}, Exception("table mcp_servers already exists"))
+        return real(**kwargs)
+
+    monkeypatch.setattr(tracking, "MlflowClient", racing)
+    store = Store(store_uri(tmp_path))
+    assert len(tries) == 2 and store.experiment_id("e")
+
+
+def test_a_store_that_cannot_be_opened_is_not_tried_again(tmp_path, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from resnet_bench.errors import UserError
+
+    tries = []
+
+    def broken(**kwargs):
+        tries.append(1)
+        raise OperationalError("SELECT", {}, Exception("file is not a database"))
+
+    monkeypatch.setattr(tracking, "MlflowClient", broken)
+    with pytest.raises(UserError, match="file is not a database"):
+        Store(store_uri(tmp_path))
+    assert len(tries) == 1

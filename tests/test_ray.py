@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
 import time
@@ -73,25 +74,32 @@ def _address_with_no_cluster_is_one_line(tmp_path, monkeypatch):
 
 
 def _ray_sweep_on_a_tracking_server_equals_the_local_pools(tmp_path, server, tiny_sweep):
-    """The session's tiny sweep again, on Ray and a tracking server: the same losses, bit for
-    bit, as its two local worker processes gave, and a report with the same sections and figures
-    (the local sweep is conftest's ``tiny_sweep``, trained once for the whole suite)."""
+    """The depth-8 half of the session's tiny sweep again, on Ray and a tracking server: the
+    same losses, bit for bit, as its two local worker processes gave, and a report with the
+    same sections and figures as one over those local runs (conftest's ``tiny_sweep``, trained
+    once for the whole suite; a copy of its store, the depth-14 runs deleted)."""
     tmp_path.mkdir()
-    _, exp, local = tiny_sweep
-    cfg = config.load(exp)
-    assert run_sweep(cfg, server, executor="ray") == 0
+    folder, exp, _ = tiny_sweep
+    shutil.copy(folder / "db.sqlite", tmp_path / "db.sqlite")  # the session's copy is other tests' too
+    local, cfg = store_uri(tmp_path), config.load(exp)
+    models = ["resnet8", "plain8"]
+    assert run_sweep(cfg, server, models=models, executor="ray") == 0
     runs = all_runs(server, "tiny")
-    assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    client = MlflowClient(tracking_uri=local)
+    for run in all_runs(local, "tiny"):
+        if run.data.params["model"] not in models:
+            client.delete_run(run.info.run_id)
     assert finished_losses(server, "tiny") == finished_losses(local, "tiny")
     # Resume rules hold under Ray too: nothing left to schedule.
-    assert run_sweep(cfg, server, executor="ray") == 0
-    assert len(all_runs(server, "tiny")) == 8
+    assert run_sweep(cfg, server, models=models, executor="ray") == 0
+    assert len(all_runs(server, "tiny")) == 4
 
     a = write_report(server, "tiny", tmp_path / "ray" / "r.md")
     b = write_report(local, "tiny", tmp_path / "local" / "r.md")
     heads = lambda p: [ln for ln in p.read_text().splitlines() if ln.startswith("#")]  # noqa: E731
     assert heads(tmp_path / "ray" / "r.md") == heads(tmp_path / "local" / "r.md")
-    assert len(a["runs"]) == len(b["runs"]) == 8
+    assert len(a["runs"]) == len(b["runs"]) == 4
     assert a["figures"] == b["figures"]
 
 
