@@ -17,7 +17,9 @@ PHOTOS = Path(__file__).resolve().parents[1] / "experiments" / "photos.toml"
 def test_photos_experiment_runs_and_reports_the_residual_depth_verdict(tmp_path, capsys):
     root = make_folder(tmp_path / "cats_and_dogs", n_train=20, n_test=8)
     uri = store_uri(tmp_path)
+    # The two residual depths the verdict compares (the plain twins add nothing it reads).
     small = ["--set", "train.epochs=2", "--set", "grid.depths=[8, 14]", "--set", "data.image_size=16"]
+    small += ["--models", "resnet8,resnet14"]
     args = ["run", str(PHOTOS), "--data", str(root), "--tracking-uri", uri, "--seeds", "0", "--jobs", "1"]
     assert cli.main(args + small) == 0
     out = tmp_path / "photos.md"
