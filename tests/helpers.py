@@ -29,7 +29,7 @@ def store_uri(tmp_path) -> str:
 def all_runs(uri: str, experiment: str) -> list:
     # Opened as the product opens it, under its schema lock: a test polling a SQLite file that a
     # sweep in another process is creating would otherwise create the schema at the same moment,
-    # and one of the two fails ("duplicate column"; a --jobs 2 sweep died of it under load).
+    # and one of the two fails ("table ... already exists": a --jobs 2 sweep exited 2 of it under load).
     client = Store(uri).client
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
