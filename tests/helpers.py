@@ -102,11 +102,40 @@ def live_children(pid: int) -> list[int]:
     return out
 
 
-def is_alive(pid: int) -> bool:
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), None when gone."""
     try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return False
+        return None
+
+
+def started(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot): with its pid, the process itself,
+    since the kernel hands a pid out again once its counter wraps (at 32,768 here)."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def is_alive(pid: int, start: int | None = None) -> bool:
+    """Whether ``pid`` is running (a zombie has ended), and is the process that began at
+    ``start`` when that is given."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z" and start in (None, int(fields[19]))
+
+
+def still_running(procs: dict[int, int | None]) -> list[str]:
+    """Those of ``procs`` (pid: start) still running, each as 'PID COMMAND', for an assertion's
+    message."""
+    out = []
+    for pid, start in procs.items():
+        if is_alive(pid, start):
+            try:
+                cmd = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:  # ended just now
+                continue
+            out.append(f"{pid} {cmd[:200]}")
+    return out
 
 
 def has_tensorflow(pid: int) -> bool:

@@ -15,9 +15,10 @@ from .helpers import (
     by_status,
     finished_losses,
     has_tensorflow,
-    is_alive,
     live_children,
     spawn,
+    started,
+    still_running,
     store_uri,
     wait_for_mid_run,
 )
@@ -134,7 +135,7 @@ def test_an_interrupt_while_a_sweep_starts_is_one_line(tmp_path, tiny_file, sig,
         seen.append(line)
         if moment in line:
             break
-    children = live_children(proc.pid)
+    children = {pid: started(pid) for pid in live_children(proc.pid)}
     proc.send_signal(sig)
     rest, _ = proc.communicate(timeout=180)
     out = "".join(seen) + rest
@@ -143,6 +144,6 @@ def test_an_interrupt_while_a_sweep_starts_is_one_line(tmp_path, tiny_file, sig,
     assert "Traceback" not in out and out.count(word) == 1, out
     assert by_status(uri, "tiny", "RUNNING") == []
     deadline = time.time() + 10
-    while [p for p in children if is_alive(p)] and time.time() < deadline:
+    while still_running(children) and time.time() < deadline:
         time.sleep(0.2)
-    assert not [p for p in children if is_alive(p)]
+    assert not still_running(children), out

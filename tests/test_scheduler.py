@@ -15,7 +15,7 @@ from resnet_bench.schema import FAILED, FINISHED, KILLED
 from resnet_bench.spec import ModelSpec
 
 from . import fake_runs
-from .helpers import ROOT, is_alive
+from .helpers import ROOT, started, still_running
 
 CFG = SimpleNamespace(name="fake", train=SimpleNamespace(intra_op_threads=1))
 FAKE = Task(fake_runs.run, fake_runs.prepare)
@@ -176,11 +176,11 @@ def test_workers_of_a_sweep_killed_outright_end_themselves():
     workers: each notices its parent is gone within a second and ends like a SIGTERM would."""
     proc = subprocess.Popen([sys.executable, "-m", "tests.fake_runs"], cwd=ROOT, stdout=subprocess.PIPE,
                             stdin=subprocess.PIPE, text=True)  # fmt: skip
-    workers = [int(pid) for pid in proc.stdout.readline().split()]
-    assert len(workers) == 2 and all(is_alive(p) for p in workers)
+    workers = {pid: started(pid) for pid in map(int, proc.stdout.readline().split())}
+    assert len(workers) == 2 and len(still_running(workers)) == 2
     proc.kill()
     proc.wait()
     deadline = time.time() + 20
-    while any(is_alive(p) for p in workers) and time.time() < deadline:
+    while still_running(workers) and time.time() < deadline:
         time.sleep(0.1)
-    assert not [p for p in workers if is_alive(p)]
+    assert not still_running(workers)
