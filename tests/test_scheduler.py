@@ -171,6 +171,25 @@ def test_closing_on_an_interrupt_ends_the_runs_in_flight_and_every_worker():
     assert sorted(store.settled) == ["key-20-300", "key-56-301"]
 
 
+def test_an_interrupt_as_the_workers_start_ends_every_one_of_them(capfd):
+    """A Ctrl-C as the pool announces its workers (the sweep's "local worker processes" line):
+    schedule holds the pool by then, closes it, and each worker, still booting, ends by its own
+    handler without a traceback. (Workers started with the pool, before the loop, were left
+    reading start-up data whose semaphores the interrupted sweep had let go.)"""
+
+    def echo(line):
+        if "local worker processes" in line:
+            raise KeyboardInterrupt
+
+    pool = LocalPool(CFG, "uri", False, "inv", echo, 2, FakeStore(), FAKE)
+    assert pool.workers == []  # nothing runs before schedule holds the pool
+    with pytest.raises(KeyboardInterrupt):
+        schedule(pool, planned((20, 0)), echo)
+    assert len(pool.workers) == 2 and not any(w.process.is_alive() for w in pool.workers)
+    assert {w.process.exitcode for w in pool.workers} == {130}
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_workers_of_a_sweep_killed_outright_end_themselves():
     """kill -9 (the OOM killer, a batch system's limit) gives a sweep no chance to stop its
     workers: each notices its parent is gone within a second and ends like a SIGTERM would."""
