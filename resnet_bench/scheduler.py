@@ -297,10 +297,16 @@ class _Worker:
             # two statements), multiprocessing's exit handler still sends each a SIGTERM
             daemon=True,
         )
-        self.process.start()  # under _shielded
-        sender.close()  # the worker holds the only writing end: its death reads as the end of the pipe
+        self._sender = sender
         self.run = None  # the PlannedRun in flight
         self.held: set = set()  # specs this worker has compiled (and keeps for reuse)
+
+    def start(self) -> None:
+        """Start the process; the caller holds signals back (:func:`_shielded`). The queue and
+        pipe are made before, outside the block: the first queue of a process launches
+        multiprocessing's resource tracker, which unblocks SIGINT and SIGTERM when it is done."""
+        self.process.start()
+        self._sender.close()  # the worker holds the only writing end: its death reads as the end of the pipe
 
 
 def choose(held: set, others: set, pending: list):
@@ -332,9 +338,11 @@ class LocalPool:
         self._next_id = jobs + 1
 
     def _start_workers(self) -> None:
+        workers = [_Worker(self.ctx, self.args, i) for i in range(1, self.jobs + 1)]
         with _shielded():
-            for i in range(1, self.jobs + 1):
-                self.workers.append(_Worker(self.ctx, self.args, i))
+            for w in workers:
+                w.start()
+                self.workers.append(w)
         threads = self.cfg.train.intra_op_threads or "default"
         self.echo(f"{self.jobs} local worker processes, {threads} intra-op thread(s) each")
 
@@ -395,8 +403,10 @@ class LocalPool:
                 )
                 out.append((p, status))
             w.results.close()
+            new = _Worker(self.ctx, self.args, self._next_id)
             with _shielded():
-                self.workers[i] = _Worker(self.ctx, self.args, self._next_id)
+                new.start()
+                self.workers[i] = new
             self._next_id += 1
         return out
 
