@@ -328,7 +328,7 @@ class LocalPool:
     them to end. (Started here in ``__init__``, a Ctrl-C between the pool's creation and the
     loop let the sweep drop the pool while its workers were still reading their start-up data:
     the queues' semaphores were unlinked under them, and each printed a traceback. Seen in
-    test_parallel's "local worker processes" case, 2 times in about 20 runs of the suite.)"""
+    test_parallel's "local worker processes" case, in 2 of 17 runs of the suite.)"""
 
     def __init__(self, cfg, uri: str, force: bool, invocation: str, echo, jobs: int, store, task: Task):
         self.ctx = mp.get_context("spawn")  # TensorFlow is not fork-safe
