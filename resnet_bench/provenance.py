@@ -38,6 +38,36 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# Vector extensions from widest to narrowest, as /proc/cpuinfo names them. oneDNN, which runs
+# TensorFlow's CPU convolutions, picks its kernels at run time from the widest one the CPU has,
+# so two machines give bit-identical numbers only when this (and the lock) match.
+_VECTOR_ISAS = (
+    ("amx_tile", "AMX"),
+    ("avx512f", "AVX-512"),
+    ("avx2", "AVX2"),
+    ("avx", "AVX"),
+    ("sse4_2", "SSE4.2"),
+    ("sve", "SVE"),
+    ("asimd", "NEON"),
+)
+
+
+def vector_isa(flags: str | None = None) -> str:
+    """The widest vector instruction set the CPU offers TensorFlow's kernels ("unknown" off Linux)."""
+    if flags is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return "unknown"
+        lines = [ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))]
+        flags = lines[0].split(":", 1)[1] if lines else ""
+    present = set(flags.split())
+    for flag, name in _VECTOR_ISAS:
+        if flag in present:
+            return name
+    return "unknown"
+
+
 def gpus() -> str:
     """The GPUs TensorFlow sees, by their device names, comma-separated ("none" without one)."""
     import tensorflow as tf
@@ -55,6 +85,7 @@ def environment() -> dict[str, str]:
 
     return {
         "cpu": cpu_model(),
+        "isa": vector_isa(),
         "gpu": gpus(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
@@ -76,6 +107,7 @@ def tags() -> dict[str, str]:
         "mlflow_version": mlflow.__version__,
         "python_version": env["python"],
         "cpu_model": env["cpu"],
+        "cpu_isa": env["isa"],
         "cpu_count": str(os.cpu_count()),
         "gpu": env["gpu"],
         "host": socket.gethostname(),

@@ -117,6 +117,7 @@ RUN_TAGS = (
     "mlflow_version",
     "python_version",
     "cpu_model",
+    "cpu_isa",
     "cpu_count",
     "gpu",
     "host",

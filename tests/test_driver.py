@@ -248,7 +248,7 @@ def test_shipped_default_experiment_runs_one_epoch(tmp_path):
     extra += " --jobs 1"
     assert cli.main(cli_args(exp, uri, extra)) == 0
     finished = by_status(uri, "shortcut_ablation", "FINISHED")
-    assert sorted(r.data.params["model"] for r in finished) == ["plain8", "resnet8", "resnet8-zi"]
+    assert sorted(r.data.params["model"] for r in finished) == ["plain8", "resnet8"]
 
 
 def test_photo_folder_run_logs_skipped_files(tmp_path, tiny_file):

@@ -345,7 +345,8 @@ def _header(ctx: dict) -> list[str]:
         f"{_unique(first, 'train.optimizer')} lr {_unique(first, 'train.learning_rate')}, "
         f"BN momentum {_unique(first, 'model.bn_momentum')}, zero-init residual branches: "
         f"{_unique(first, 'zero_init_residual')} (variants named -zi)",
-        f"- **Hardware**: {_unique(first, 'cpu_model')} ({_unique(first, 'cpu_count')} CPUs), GPU: "
+        f"- **Hardware**: {_unique(first, 'cpu_model')} ({_unique(first, 'cpu_count')} CPUs, vector ISA "
+        f"{_unique(first, 'cpu_isa')}), GPU: "
         f"{_unique(first, 'gpu')}, device: {_unique(first, 'device')}",
         f"- **Software**: TensorFlow {_unique(first, 'tensorflow_version')}, Keras {_unique(first, 'keras_version')}, "
         f"MLflow {_unique(first, 'mlflow_version')}, Python {_unique(first, 'python_version')}",
