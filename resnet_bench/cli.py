@@ -129,10 +129,8 @@ def program() -> int:
     """The ``resnet-bench`` program (console script and ``python -m``): :func:`main`, then the
     exit with SIGINT and SIGTERM ignored. Once main has returned, the code it returned is the
     answer; a signal in the last moments of interpreter shutdown, when Python has put the
-    default handlers back, would otherwise end the process by that signal instead. (A sweep
-    interrupted as it started once died by SIGINT right after printing its 'interrupted'
-    line, in a loaded test run; not reproduced in 22 tries, so this closes the windows where a
-    late signal could do that rather than a cause seen.)"""
+    default handlers back, would otherwise end the process by that signal instead, after its
+    'interrupted' line was already printed."""
     code = main()
     _ignore_stop_signals()
     return code

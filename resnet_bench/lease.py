@@ -10,8 +10,8 @@ and pid, ``claim=choosing``), taking a ticket one above every rival's and publis
 (``claim=ready``). Concurrent claimants of one ``run_key`` are then decided as in Lamport's
 bakery, with the store as the shared memory: wait while a live rival is still choosing, then
 the smallest (ticket, run id) among the live claims owns the run and the others give way.
-No clock orders the claims (a run's start time is taken before the insert that makes it
-visible, so ordering by it let two claims each miss the other: issue 22). An owner is dead
+No clock orders the claims: a run's start time is taken before the insert that makes it
+visible, so ordering by it could let two claims each miss the other. An owner is dead
 when it ran on this host and its pid is gone, or, from another host, when its heartbeat is
 older than the staleness limit.
 """

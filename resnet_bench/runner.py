@@ -159,8 +159,8 @@ def execute_run(
                 echo(f"{name} epoch {row['epoch']}/{cfg.train.epochs}: " + _epoch_summary(row))
 
             result = train_run(cfg, spec, seed, arrays, on_epoch=on_epoch, on_model=lambda _, i: run.log_params(i))
-            if result.responses:  # measured after the last epoch, logged at its step
-                run.log_epoch({"epoch": len(result.history), **result.responses})
+            if result.responses:  # measured after the last epoch
+                run.log_layers(result.responses)
             run.log_text(result.summary, "model_summary.txt")
             if cfg.train.save_weights:
                 run.log_weights(result.model)

@@ -238,8 +238,8 @@ def _worker_main(cfg, uri, force, invocation, task: Task, tasks, results, parent
 
     ``results`` is this worker's own pipe to the sweep. A queue shared by all workers has one
     lock for its writers, and a worker killed outright while holding it (the OOM killer in the
-    middle of a log line) would silence every other worker for good: the sweep hung, waiting
-    for runs that had finished (found by test_scheduler's dead-worker test, 1 time in 8).
+    middle of a log line) would silence every other worker for good, and the sweep would wait
+    forever for runs that had finished (test_scheduler's dead-worker test covers it).
     """
 
     def stop(exc):
@@ -325,10 +325,9 @@ class LocalPool:
 
     The workers start with the first run handed out, that is inside :func:`schedule`, whose
     ``finally`` closes the pool: an interrupt at any moment after they exist then waits for
-    them to end. (Started here in ``__init__``, a Ctrl-C between the pool's creation and the
-    loop let the sweep drop the pool while its workers were still reading their start-up data:
-    the queues' semaphores were unlinked under them, and each printed a traceback. Seen in
-    test_parallel's "local worker processes" case, in 2 of 17 runs of the suite.)"""
+    them to end. Workers started any earlier could be dropped by a Ctrl-C before the loop,
+    while still reading their start-up data: the queues' semaphores would be unlinked under
+    them, and each would print a traceback."""
 
     def __init__(self, cfg, uri: str, force: bool, invocation: str, echo, jobs: int, store, task: Task):
         self.ctx = mp.get_context("spawn")  # TensorFlow is not fork-safe

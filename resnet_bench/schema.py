@@ -76,14 +76,19 @@ EPOCH_METRICS: dict[str, str] = {
 }
 GRAD_NORM_PREFIX = "grad_norm/"  # + stem, stage1, ..., head: gradient L2 norm on a fixed probe batch
 
-# Logged once per run, at step = its last epoch (resnet_bench.responses): one metric per 3x3
-# layer and per residual block, named with the layer's position in the net and its name, so a
-# plain net and its residual twin line up layer by layer.
+# Measured once per run, after its last epoch (resnet_bench.responses), one value per 3x3 layer
+# and per residual block. Logged as profiles: one metric per quantity whose step is the layer's
+# (or block's) position in the net, 1 nearest the input, so a plain net and its residual twin
+# line up layer by layer and the run page's charts stay the training curves plus two profiles.
+# LAYERS_ARTIFACT names the layer at each position. The probe keys its values by
+# response_metric / branch_metric; a store may also hold runs that logged those keys as
+# metrics of their own, which the report reads too (parse_layer_metric).
 LAYER_METRICS: dict[str, str] = {
-    "response_std/": "std of a 3x3 layer's BN output (per channel, averaged over channels): He et al. Fig. 7",
-    "branch_ratio/": "||F(x)|| / ||shortcut(x)|| of a residual block: how much the block changes its signal",
+    "response_std": "std of a 3x3 layer's BN output (per channel, averaged over channels): He et al. Fig. 7",
+    "branch_ratio": "||F(x)|| / ||shortcut(x)|| of a residual block: how much the block changes its signal",
 }
-RESPONSE_STD_PREFIX, BRANCH_RATIO_PREFIX = LAYER_METRICS
+RESPONSE_STD_PREFIX, BRANCH_RATIO_PREFIX = (f"{kind}/" for kind in LAYER_METRICS)
+LAYERS_ARTIFACT = "layers.csv"  # kind, index, layer, value: the profiles with their layers' names
 
 
 def response_metric(index: int, layer: str) -> str:
@@ -97,11 +102,11 @@ def branch_metric(index: int, block: str) -> str:
 def parse_layer_metric(name: str) -> tuple[str, int, str] | None:
     """``response_std/003_stage1_block1_bn2`` -> ("response_std", 3, "stage1_block1_bn2");
     None for any other metric."""
-    for prefix in LAYER_METRICS:
-        if name.startswith(prefix):
-            index, _, layer = name[len(prefix) :].partition("_")
+    for kind in LAYER_METRICS:
+        if name.startswith(f"{kind}/"):
+            index, _, layer = name[len(kind) + 1 :].partition("_")
             if index.isdigit() and layer:
-                return prefix.rstrip("/"), int(index), layer
+                return kind, int(index), layer
     return None
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from . import inputs, lease
+from . import inputs, lease, schema
 from .errors import StoreUnavailable
 from .schema import FAILED, KILLED
 
@@ -282,6 +282,16 @@ class Store:
     def log_text(self, run_id: str, text: str, name: str) -> None:
         _retry(self.client.log_text, run_id, text, name)
 
+    def log_layers(self, run_id: str, values: dict[str, float]) -> None:
+        """Per-layer values keyed as :func:`schema.response_metric` names them, as one profile
+        metric per quantity (step = position in the net) plus :data:`schema.LAYERS_ARTIFACT`."""
+        ts = int(time.time() * 1000)
+        rows = [(*schema.parse_layer_metric(k), float(v)) for k, v in values.items()]
+        metrics = [Metric(kind, value, ts, index) for kind, index, _, value in rows]
+        _retry(self.client.log_batch, run_id, metrics=metrics)
+        table = "kind,index,layer,value\n" + "".join(f"{k},{i},{name},{v!r}\n" for k, i, name, v in rows)
+        self.log_text(run_id, table, schema.LAYERS_ARTIFACT)
+
     def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
         _retry(self.client.log_artifact, run_id, path, artifact_path=artifact_path)
 
@@ -382,6 +392,9 @@ class TrackedRun:
         self._epochs.put(None)
         self._writer.join()
         return self.writer_error is None
+
+    def log_layers(self, values: dict[str, float]) -> None:
+        self.store.log_layers(self.run_id, values)
 
     def log_text(self, text: str, name: str) -> None:
         self.store.log_text(self.run_id, text, name)

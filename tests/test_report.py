@@ -158,22 +158,34 @@ def test_single_seed_report_says_statistics_not_available(tiny_sweep, tmp_path):
     assert "Statistics are not available" in text and "4 finished runs used (1 seeds: 0)" in text
 
 
-def test_layer_response_table_equals_the_logged_layer_metrics(reported):
-    """Each run logs one response std per 3x3 layer and one ratio per residual block, at its
-    last epoch; the report's table is the mean over seeds of each run's median."""
+def test_layer_response_table_equals_the_logged_layer_profiles(reported):
+    """Each run logs its response std per 3x3 layer and ratio per residual block as two
+    profile metrics (step = position in the net) and a table naming the layers, so a run's
+    metric keys stay few; the report's table is the mean over seeds of each run's median."""
+    import csv
     import statistics
+
+    from mlflow.tracking import MlflowClient
 
     from resnet_bench import schema
 
     tmp, uri, out = reported
+    client = MlflowClient(tracking_uri=uri)
     medians: dict[str, list[float]] = {}
     for run in all_runs(uri, "tiny"):
-        stds = {k: v for k, v in run.data.metrics.items() if k.startswith(schema.RESPONSE_STD_PREFIX)}
-        ratios = [v for k, v in run.data.metrics.items() if k.startswith(schema.BRANCH_RATIO_PREFIX)]
+        rid = run.info.run_id
+        assert len(run.data.metrics) <= 25, sorted(run.data.metrics)
+        stds = {m.step: m.value for m in client.get_metric_history(rid, "response_std")}
+        ratios = {m.step: m.value for m in client.get_metric_history(rid, "branch_ratio")}
         model = run.data.params["model"]
         depth = int(run.data.params["depth"])
-        assert len(stds) == depth - 1  # every conv of a CIFAR net is 3x3 (the last layer is dense)
-        assert len(ratios) == (0 if model.startswith("plain") else (depth - 2) // 2)
+        assert sorted(stds) == list(range(1, depth))  # every conv of a CIFAR net is 3x3 (the last layer is dense)
+        assert sorted(ratios) == list(range(1, 1 + (0 if model.startswith("plain") else (depth - 2) // 2)))
+        with open(client.download_artifacts(rid, schema.LAYERS_ARTIFACT, str(tmp))) as f:
+            table = list(csv.DictReader(f))
+        named = {int(r["index"]): r["layer"] for r in table if r["kind"] == "response_std"}
+        assert named[1] == "stem_bn" and named[2] == "stage1_block1_bn1" and set(named) == set(stds)
+        assert {int(r["index"]): float(r["value"]) for r in table if r["kind"] == "branch_ratio"} == ratios
         medians.setdefault(model, []).append(statistics.median(stds.values()))
     section = out.read_text().split("## Layer responses (He et al. Fig. 7)")[1].split("## Figures")[0]
     rows = {ln.split("|")[1].strip(): ln for ln in section.splitlines() if ln.startswith("| ")}
@@ -181,3 +193,60 @@ def test_layer_response_table_equals_the_logged_layer_metrics(reported):
         assert f"| {statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} |" in rows[model], model
     assert "- Residual responses are smaller at depth" in section
     assert "- Deeper residual nets modify the signal less: " in section
+
+
+def test_layer_values_are_read_from_profiles_and_from_one_metric_per_layer(tmp_path):
+    """Both ways a store holds layer values: profiles (what runs log) and a metric per layer."""
+    from mlflow.entities import Metric
+
+    from resnet_bench import schema
+    from resnet_bench.report.frame import load_frames
+    from resnet_bench.tracking import Store
+
+    store = Store(store_uri(tmp_path))
+    exp = store.experiment_id("layers")
+    values = {schema.response_metric(1, "stem_bn"): 0.5, schema.response_metric(2, "stage1_block1_bn1"): 0.25,
+              schema.branch_metric(1, "stage1_block1"): 0.75}  # fmt: skip
+    profiled = store.create_run(exp, {"run_key": "a"})
+    store.log_layers(profiled, values)
+    per_layer = store.create_run(exp, {"run_key": "b"})
+    store.client.log_batch(per_layer, metrics=[Metric(k, v, 0, 3) for k, v in values.items()])
+    _, layers = load_frames(store_uri(tmp_path), "layers")
+    for rid in (profiled, per_layer):
+        got = layers[layers["run_id"] == rid]
+        assert list(zip(got["kind"], got["index"], got["value"])) == [
+            ("branch_ratio", 1, 0.75), ("response_std", 1, 0.5), ("response_std", 2, 0.25)]  # fmt: skip
+    assert set(store.get_run(profiled).data.metrics) == {"response_std", "branch_ratio"}
+
+
+def test_against_a_written_report_says_claim_by_claim_whether_the_runs_agree(reported, capsys):
+    tmp, uri, out = reported
+    written = out.read_text()
+    base = ["report", "tiny", "--tracking-uri", uri, "--out", str(tmp / "again.md")]
+    capsys.readouterr()
+    assert cli.main([*base, "--against", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    verdict_line = re.compile(r"^- [^:]+: (reproduced|not reproduced|inconclusive)\.")
+    claims = [ln for ln in written.splitlines() if verdict_line.match(ln)]
+    compared = [ln for ln in lines if ln.startswith("  ") and "same verdict" in ln]
+    assert len(compared) == len(claims) > 6
+    assert lines[-1].startswith(f"same verdicts on all {len(claims)} claims")
+
+    # The same report with one verdict word changed: that claim is named and the exit is 1.
+    line = next(ln for ln in claims if ln.startswith("- Shortcut effect: "))
+    word = _word(line)
+    other = "inconclusive" if word != "inconclusive" else "reproduced"
+    doctored = tmp / "doctored.md"
+    doctored.write_text(written.replace(line, line.replace(f": {word}.", f": {other}.", 1)))
+    assert cli.main([*base, "--against", str(doctored)]) == 1
+    out_lines = capsys.readouterr().out.splitlines()
+    assert f"  Shortcut effect: VERDICT DIFFERS: {other} there, {word} here" in "\n".join(out_lines)
+    assert out_lines[-1] == f"verdicts differ on 1 of {len(claims)} claims: Shortcut effect"
+
+
+def test_against_a_missing_report_is_one_line_exit_2(reported, capsys):
+    tmp, uri, _ = reported
+    args = ["report", "tiny", "--tracking-uri", uri, "--out", str(tmp / "x.md"), "--against", str(tmp / "nope.md")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nope.md" in err and "--against" in err and "\n" not in err

@@ -318,3 +318,39 @@ def test_layer_profiles_in_layer_order_and_sorted():
     assert prof.loc[("layer", 2), "mean"] == 2.0 and prof.loc[("layer", 2), "max"] == 3.0
     assert prof.loc[("sorted", 1), "mean"] == 4.5  # each run's largest: 3 and 6
     assert prof.loc[("sorted", 3), "min"] == 1.0
+
+
+def test_a_written_report_is_read_back_claim_by_claim_and_checked_against_fresh_runs():
+    from resnet_bench.report import render
+
+    # plain56 - plain20 = +1.0 in every seed but one: reproduced, with an interval around 1.
+    old = stats.verdicts(runs_frame({"plain20": [1.0, 1.1, 0.9, 1.0], "plain56": [2.0, 2.2, 1.9, 2.05],
+                                     "resnet20": [0.5] * 4, "resnet56": [0.6, 0.4, 0.55, 0.45]}))  # fmt: skip
+    text = "# Report\n\n### Verdict\n\n" + "\n".join(f"- {v.sentence}" for v in old) + "\n"
+    written = stats.written_verdicts(text)
+    assert written["Degradation"] == ("reproduced", 1.038)  # mean of 1.0, 1.1, 1.0, 1.05 to 3 decimals
+    assert written["Residual depth"][0] == "inconclusive"
+    assert set(written) == {v.claim for v in old}
+
+    # Fresh runs: the same degradation, smaller; residual depth now clearly reproduced.
+    fresh = stats.verdicts(runs_frame({"plain20": [1.0, 1.0, 1.1, 0.9], "plain56": [1.5, 1.6, 1.5, 1.45],
+                                       "resnet20": [0.5] * 4, "resnet56": [0.3, 0.31, 0.29, 0.3]}))  # fmt: skip
+    by = {a.claim: a for a in stats.against(fresh, written)}
+    deg = by["Degradation"]
+    assert deg.same_verdict and deg.written == deg.fresh == "reproduced"
+    assert deg.inside is False  # 1.038 lies above the fresh interval around +0.51
+    assert deg.fresh_estimate.high < 1.038
+    assert not by["Residual depth"].same_verdict and by["Residual depth"].fresh == "reproduced"
+    lines = render.against_lines(list(by.values()), "old.md")
+    assert lines[-1].startswith("verdicts differ on 1 of") and lines[-1].endswith("Residual depth")
+    same = stats.against(old, written)
+    assert all(a.same_verdict and a.inside for a in same if a.fresh_estimate.has_stats)
+    assert render.against_lines(same, "old.md")[-1].startswith(f"same verdicts on all {len(old)} claims")
+
+
+def test_a_claim_only_one_side_decides_is_named_not_compared():
+    fresh = stats.verdicts(runs_frame({"plain20": [1.0, 1.2], "plain56": [2.0, 2.1]}))
+    agreements = stats.against(fresh, {"Residual depth": ("reproduced", -0.2)})
+    (gone,) = [a for a in agreements if a.claim == "Residual depth"]
+    assert gone.fresh is None and gone.inside is None
+    assert {a.claim for a in agreements if a.written is None} == {v.claim for v in fresh}

@@ -20,6 +20,12 @@ def add_parser(sub) -> None:
     rep.add_argument("--config-hash", help="runs of this configuration (default: the newest run's)")
     rep.add_argument("--csv", help="also write the tidy per-epoch frame as CSV")
     rep.add_argument("--parquet", help="also write the tidy per-epoch frame as Parquet")
+    rep.add_argument(
+        "--against",
+        metavar="REPORT.md",
+        help="say, claim by claim, whether these runs agree with a written report "
+        "(same verdict; its estimate inside the fresh interval); exit 1 when a verdict differs",
+    )
     rep.set_defaults(command_main=main)
 
 
@@ -36,6 +42,7 @@ def main(args) -> int:
             inputs.output_path(getattr(args, flag), f"--{flag}")
     if args.parquet:
         inputs.require("pyarrow", "--parquet", "parquet")
+    written = inputs.read_text(args.against, "--against") if args.against else None  # before --out overwrites it
     command = f"resnet-bench report {experiment}"
     if args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
         command += " --tracking-uri URI"
@@ -52,4 +59,11 @@ def main(args) -> int:
     print(f"wrote {out} ({len(ctx['runs'])} runs, {len(ctx['figures'])} figures; logged as run {run_id})")
     for v in ctx["verdicts"]:
         print(v.sentence)
-    return 0
+    if written is None:
+        return 0
+    from ..report import render, stats
+
+    agreements = stats.against(ctx["verdicts"], stats.written_verdicts(written))
+    for line in render.against_lines(agreements, args.against):
+        print(line)
+    return 0 if all(a.same_verdict for a in agreements if a.written and a.fresh) else 1

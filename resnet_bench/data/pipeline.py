@@ -122,7 +122,7 @@ def make_pipelines(
     def epoch_order(epoch):
         # A stateless permutation per (seed, pass over the data): the order is a pure function
         # of the seed, identical however tf.data or a distribution strategy clones the graph
-        # (a stateful shuffle op was seen to give a different order under MirroredStrategy).
+        # (a stateful shuffle op can give another order when a strategy clones the graph).
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed, epoch]))
         return tf.data.Dataset.from_tensor_slices(order)
 

@@ -48,10 +48,12 @@ def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             base[key] = kind(value) if value not in (None, "") else None
         for key in schema.RUN_TAGS:
             base[key] = run.data.tags.get(key)
-        for key, value in run.data.metrics.items():  # logged once: the latest value is the value
-            parsed = schema.parse_layer_metric(key)
-            if parsed:
-                layers.append((run.info.run_id, *parsed, value))
+        rid = run.info.run_id
+        for key, value in run.data.metrics.items():
+            if key in schema.LAYER_METRICS:  # a profile: step = the layer's position
+                layers += [(rid, key, m.step, "", m.value) for m in store.metric_history(rid, key)]
+            elif parsed := schema.parse_layer_metric(key):  # one metric per layer, logged once
+                layers.append((rid, *parsed, value))
         keys = [k for k in run.data.metrics if schema.is_epoch_metric(k)]
         per_epoch: dict[int, dict] = {}
         for key in keys:

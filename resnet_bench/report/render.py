@@ -483,3 +483,37 @@ def markdown(ctx: dict) -> str:
     """The report text from an aggregated context (see ``report.build_context``): its sections
     in order, each rendered by its own function."""
     return "\n".join(line for section in SECTIONS for line in section(ctx))
+
+
+def against_lines(agreements: list[stats.Agreement], source: str) -> list[str]:
+    """The comparison of fresh verdicts with a written report's, one line per claim and a
+    last line that says whether every verdict agrees."""
+    lines = [f"against {source}:"]
+    for a in agreements:
+        if a.written is None:
+            lines.append(f"  {a.claim}: {a.fresh} (not in {source})")
+            continue
+        if a.fresh is None:
+            lines.append(f"  {a.claim}: not decided by these runs ({a.written} in {source})")
+            continue
+        head = f"same verdict, {a.fresh}" if a.same_verdict else f"VERDICT DIFFERS: {a.written} there, {a.fresh} here"
+        if a.inside is None:
+            where = "no fresh interval"
+        else:
+            e = a.fresh_estimate
+            where = (
+                f"written {a.written_estimate:+.4g} {'inside' if a.inside else 'OUTSIDE'} the fresh 95% interval "
+                f"[{e.low:+.4g}, {e.high:+.4g}] (fresh {e.mean:+.4g})"
+            )
+        lines.append(f"  {a.claim}: {head}; {where}")
+    compared = [a for a in agreements if a.written is not None and a.fresh is not None]
+    differ = [a.claim for a in compared if not a.same_verdict]
+    inside = sum(bool(a.inside) for a in compared)
+    if differ:
+        lines.append(f"verdicts differ on {len(differ)} of {len(compared)} claims: {', '.join(differ)}")
+    else:
+        lines.append(
+            f"same verdicts on all {len(compared)} claims; written estimates inside the fresh intervals: "
+            f"{inside} of {len(compared)}"
+        )
+    return lines

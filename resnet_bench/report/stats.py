@@ -15,6 +15,7 @@ they are roughly normal.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -291,6 +292,7 @@ class Verdict:
     claim: str
     outcome: str
     sentence: str
+    estimate: Estimate | None = None  # the paired difference or slope the outcome rests on
 
 
 def _fmt_diff(d: Paired) -> str:
@@ -319,6 +321,7 @@ def _decide(title: str, d: Paired, reading: str, metric: str, sign: int, where: 
         o,
         f"{title}: {o}. {d.a} vs {d.b}{where} ({reading}), {metric} {_fmt_diff(d)}; "
         f"claimed: {'>' if sign > 0 else '<'} 0.",
+        d,
     )
 
 
@@ -345,7 +348,64 @@ def trend_verdict(trend: Trend) -> Verdict:
         o,
         f"{title}: {o}. {where} (slope of final training loss on depth, fitted per seed), {fmt}; "
         f"claimed: {'>' if sign > 0 else '<'} 0.",
+        trend,
     )
+
+
+# A verdict line of a written report, as _decide and trend_verdict word it: the claim, its
+# outcome and the estimate (a difference or a slope) it rests on.
+_VERDICT_LINE = re.compile(
+    r"^- (?P<claim>.+?): (?P<outcome>not reproduced|reproduced|inconclusive)\. "
+    r".*?\b(?:difference|slope) (?P<estimate>[-+]?[0-9.]+(?:e[-+]?[0-9]+)?)"
+)
+
+
+def written_verdicts(markdown: str) -> dict[str, tuple[str, float]]:
+    """claim -> (outcome, estimate) from the verdict lines of a report's Markdown."""
+    out = {}
+    for line in markdown.splitlines():
+        m = _VERDICT_LINE.match(line)
+        if m:
+            out[m["claim"]] = (m["outcome"], float(m["estimate"]))
+    return out
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """One claim of a written report checked against the same claim decided afresh.
+
+    ``inside`` is whether the written estimate lies in the fresh 95% interval (None without
+    one): on another machine numbers differ, but a faithful rerun should bracket them.
+    """
+
+    claim: str
+    written: str | None  # outcome in the written report (None: a claim it does not decide)
+    fresh: str | None  # outcome from the fresh runs (None: they do not decide it)
+    written_estimate: float | None = None
+    fresh_estimate: Estimate | None = None
+
+    @property
+    def same_verdict(self) -> bool:
+        return self.written == self.fresh
+
+    @property
+    def inside(self) -> bool | None:
+        e = self.fresh_estimate
+        if self.written_estimate is None or e is None or not e.has_stats:
+            return None
+        return bool(e.low <= self.written_estimate <= e.high)
+
+
+def against(fresh: list[Verdict], written: dict[str, tuple[str, float]]) -> list[Agreement]:
+    """Claim by claim: the written report's verdicts (in its order), then claims only the
+    fresh runs decide."""
+    by_claim = {v.claim: v for v in fresh}
+    out = []
+    for claim, (outcome_, estimate) in written.items():
+        v = by_claim.get(claim)
+        out.append(Agreement(claim, outcome_, v and v.outcome, estimate, v and v.estimate))
+    out += [Agreement(v.claim, None, v.outcome, None, v.estimate) for v in fresh if v.claim not in written]
+    return out
 
 
 def verdicts(runs: pd.DataFrame) -> list[Verdict]:
