@@ -56,16 +56,17 @@ bench: $(STAMP)
 report: $(STAMP)
 	$(BIN)/resnet-bench report $(NAME)
 
-## browse every tracked run (MLflow 3's default store: ./mlflow.db + ./mlruns)
+## browse the tracked runs (MLflow 3's default store: ./mlflow.db + ./mlruns); prints the
+## address of EXPERIMENT's runs first
 ui: $(STAMP)
-	$(BIN)/mlflow ui
+	$(BIN)/resnet-bench ui $(NAME) $(ARGS)
 
 perf: $(STAMP)
 	$(BIN)/resnet-bench perf --model resnet18 --model resnet34 --model resnet50 --image-size 64 --batch-size 32 \
 		--baseline keras --pipeline --sweep $(EXPERIMENT) --set 'grid.seeds=[0,1]' \
 		--data "$(DATA)" --out reports/perf.md
 
-## the GPU path in one command (at most 8 minutes on one GPU; toy sizes and a "no GPU" report elsewhere)
+## the GPU path in one command (sized for about 8 minutes on one GPU; toy sizes and a "no GPU" report elsewhere)
 gpu-check: $(STAMP)
 	$(BIN)/resnet-bench gpu-check --out reports/gpu.md
 

@@ -3,7 +3,7 @@ into exit code 2, interrupts into one line, and anything else into a bug report 
 
 TensorFlow reads ``TF_ENABLE_ONEDNN_OPTS`` once, at import, so it is set here, where the
 process starts, before any module that imports TensorFlow: oneDNN kernels made CIFAR ResNet
-training 1.5-1.8x faster on AVX2-only CPUs where TensorFlow leaves them off (reports/perf.md).
+training 1.25-1.30x faster on the project's 2-core CPU (reports/perf.md, "Settings tried").
 ``--no-onednn`` or an explicit ``TF_ENABLE_ONEDNN_OPTS=0`` turns them off.
 """
 
@@ -17,10 +17,10 @@ import sys
 import traceback
 
 from . import inputs, quiet
-from .commands import data, gpu_check, models, perf, report, run
+from .commands import data, gpu_check, models, perf, report, run, ui
 from .errors import Terminated, UserError
 
-COMMANDS = (run, report, models, data, perf, gpu_check)  # in the order --help lists them
+COMMANDS = (run, report, ui, models, data, perf, gpu_check)  # in the order --help lists them
 
 # Commands that need TensorFlow from the start load it first, quietly (see quiet.py); the
 # others load it, if at all, once their input has been checked, so a mistake is told at once.
@@ -84,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     SIGINT is taken back from the start: a shell starts background jobs with it ignored, and
     Python keeps that, so a `kill -INT` to a sweep started from a script (or a test) before its
-    runs began went unheard, and the sweep ran on (test_parallel's "runs planned" case failed
-    that way when the suite ran in the background)."""
+    runs began would go unheard, and the sweep would run on."""
     previous_term = signal.signal(signal.SIGTERM, _terminate)
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:

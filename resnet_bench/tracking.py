@@ -144,6 +144,15 @@ SCHEMA_ATTEMPTS = 5
 SCHEMA_COLLISIONS = ("already exists", "duplicate column")
 
 
+def runs_address(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI address of an experiment's runs in the model-training view.
+
+    MLflow 3 can open an experiment on its GenAI overview instead (a choice it remembers per
+    browser); ``workflowType=machine_learning`` always lands on the runs table.
+    """
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
 class Store:
     """An MLflow tracking store addressed by URI: the calls the driver and the report make,
     each by name and each waiting out a store that is briefly away (:func:`_retry`). What the

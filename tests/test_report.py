@@ -250,3 +250,17 @@ def test_against_a_missing_report_is_one_line_exit_2(reported, capsys):
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "nope.md" in err and "--against" in err and "\n" not in err
+
+
+def test_ui_prints_the_address_of_the_experiments_runs(reported, capsys):
+    from resnet_bench.tracking import Store
+
+    tmp, uri, _ = reported
+    capsys.readouterr()
+    assert cli.main(["ui", "tiny", "--tracking-uri", uri, "--port", "5123", "--print-only"]) == 0
+    exp_id = Store(uri).experiment_id("tiny", create=False)
+    assert (
+        capsys.readouterr().out == f"tiny: http://127.0.0.1:5123/#/experiments/{exp_id}?workflowType=machine_learning\n"
+    )
+    assert cli.main(["ui", "no_such", "--tracking-uri", uri, "--print-only"]) == 2
+    assert "no_such" in capsys.readouterr().err

@@ -29,6 +29,12 @@ def add_parser(sub) -> None:
     rep.set_defaults(command_main=main)
 
 
+def _address(uri: str, experiment: str) -> str:
+    from ..tracking import Store, runs_address
+
+    return runs_address(Store(uri).experiment_id(experiment, create=False))
+
+
 def main(args) -> int:
     from ..report import log_report_run, write_report
 
@@ -59,6 +65,7 @@ def main(args) -> int:
     print(f"wrote {out} ({len(ctx['runs'])} runs, {len(ctx['figures'])} figures; logged as run {run_id})")
     for v in ctx["verdicts"]:
         print(v.sentence)
+    print(f"browse the runs: make ui (or resnet-bench ui {experiment}), then {_address(uri, experiment)}")
     if written is None:
         return 0
     from ..report import render, stats

@@ -1,0 +1,85 @@
+"""Every command the README and docs/ show is one the tools accept.
+
+Commands of resnet-bench are parsed by its own parser (every subcommand and flag must exist
+and every value must parse); the ones that can run in a moment without user data run for real
+(``--dry-run``, ``--help``). make targets are checked with ``make -n``, mlflow's and ray's
+commands against their ``--help``, and pip's extras against pyproject.toml."""
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resnet_bench import cli
+
+from .helpers import store_uri
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BIN = Path(sys.executable).parent
+
+
+def _commands(page: Path) -> list[list[str]]:
+    """The commands in a page's ```bash blocks, continuation lines joined, comments dropped."""
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words:
+                out.append(words)
+    return out
+
+
+COMMANDS = [(page.name, words) for page in PAGES for words in _commands(page)]
+TOOLS = {"resnet-bench", "make", "mlflow", "ray", "pip"}
+
+
+def test_the_pages_show_commands_and_every_one_is_of_a_known_tool():
+    assert {page for page, _ in COMMANDS} >= {"README.md", "tracking.md", "scaling.md", "data.md"}
+    unknown = [" ".join(w) for _, w in COMMANDS if Path(w[0]).name not in TOOLS]
+    assert not unknown
+
+
+def _ids(kind):
+    return [f"{page}: {' '.join(w)[:70]}" for page, w in COMMANDS if Path(w[0]).name == kind]
+
+
+@pytest.mark.parametrize(
+    "words", [w for _, w in COMMANDS if Path(w[0]).name == "resnet-bench"], ids=_ids("resnet-bench")
+)
+def test_resnet_bench_commands_parse(words, tmp_path, capsys):
+    args = cli.build_parser().parse_args(words[1:])  # SystemExit(2) on an unknown flag or a bad value
+    assert args.command
+    if args.command == "run" and (ROOT / words[2]).is_file() and "--data" not in words:
+        # A shipped experiment on generated data: what it would run, against an empty store.
+        assert cli.main([*words[1:], "--dry-run", "--tracking-uri", store_uri(tmp_path)]) == 0
+        assert "pending" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("words", [w for _, w in COMMANDS if w[0] == "make"], ids=_ids("make"))
+def test_make_targets_exist(words):
+    # ARGS and EXPERIMENT pass through; -n prints what would run without running it.
+    done = subprocess.run(["make", "-n", *words[1:]], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("words", [w for _, w in COMMANDS if Path(w[0]).name in ("mlflow", "ray")],
+                         ids=_ids("mlflow") + _ids("ray"))  # fmt: skip
+def test_mlflow_and_ray_commands_name_real_options(words):
+    sub = [w for w in words[1:3] if not w.startswith("-")][:1]
+    done = subprocess.run([str(BIN / Path(words[0]).name), *sub, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for flag in (w.split("=")[0] for w in words if w.startswith("--")):
+        assert flag in done.stdout, flag
+
+
+def test_pip_commands_name_extras_that_exist():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for _, words in COMMANDS:
+        for w in words:
+            m = re.fullmatch(r"resnet_bench\[(\w+)\]", w)
+            if words[0] == "pip" and m:
+                assert re.search(rf"^{m[1]} = \[", pyproject, re.M), w
