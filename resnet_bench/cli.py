@@ -16,7 +16,7 @@ import signal
 import sys
 import traceback
 
-from . import inputs, quiet
+from . import inputs, quiet, signals
 from .commands import data, gpu_check, models, perf, report, run, ui
 from .errors import Terminated, UserError
 
@@ -65,17 +65,17 @@ def _check_environment(args) -> None:
         inputs.output_path(args.out, "--out")
 
 
-def _terminate(signum, frame):
-    raise Terminated()
-
-
-def _ignore_stop_signals() -> None:
+def _stopped(signum: int) -> int:
     """The runs are ended and only the one line is left to print: a second SIGINT or SIGTERM
     now (an impatient Ctrl-C, a supervisor's follow-up) must not turn exit 130/143 into a
     traceback or a death by signal. (``main`` restores the caller's handlers afterwards;
     ``__main__`` exits with them ignored.)"""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signals.ignore()
+    if signum == signal.SIGINT:
+        print("interrupted: the current run is marked KILLED; run the same command again to resume", file=sys.stderr)
+        return 130
+    print("terminated: the current run is marked KILLED; run again to resume", file=sys.stderr)
+    return 143
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,13 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     SIGINT is taken back from the start: a shell starts background jobs with it ignored, and
     Python keeps that, so a `kill -INT` to a sweep started from a script (or a test) before its
     runs began would go unheard, and the sweep would run on."""
-    previous_term = signal.signal(signal.SIGTERM, _terminate)
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+    signals.forget()
+    with signals.raising():
         return _main(argv)
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
-        signal.signal(signal.SIGINT, previous_int)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -111,14 +107,13 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        _ignore_stop_signals()
-        print("interrupted: the current run is marked KILLED; run the same command again to resume", file=sys.stderr)
-        return 130
+        return _stopped(signal.SIGINT)
     except Terminated:
-        _ignore_stop_signals()
-        print("terminated: the current run is marked KILLED; run again to resume", file=sys.stderr)
-        return 143
-    except Exception:  # a bug: keep the whole traceback, then say what to do with it
+        return _stopped(signal.SIGTERM)
+    except Exception:
+        if signals.requested():  # a stop that surfaced as another exception (inside TensorFlow)
+            return _stopped(signals.requested())
+        # a bug: keep the whole traceback, then say what to do with it
         traceback.print_exc()
         print(BUG_HINT, file=sys.stderr)
         return 1
@@ -131,7 +126,7 @@ def program() -> int:
     default handlers back, would otherwise end the process by that signal instead, after its
     'interrupted' line was already printed."""
     code = main()
-    _ignore_stop_signals()
+    signals.ignore()
     return code
 
 

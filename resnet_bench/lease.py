@@ -152,15 +152,21 @@ class Ending:
 INTERRUPTED = "interrupted (SIGINT/SIGTERM)"
 
 
-def ending(error: BaseException | None) -> Ending:
+def ending(error: BaseException | None, stopping: bool = False) -> Ending:
     """The status an exception out of a run's block becomes.
 
     None: FINISHED. Divergence and a store gone for longer than its patience: FAILED with the
     reason, and the sweep goes on. Ctrl-C or SIGTERM: KILLED, and the interrupt propagates. Any
     other error: FAILED with its type and message, the traceback shown, the sweep goes on (one
-    broken run must not end it). Anything else (SystemExit): FAILED, and it propagates."""
+    broken run must not end it). Anything else (SystemExit): FAILED, and it propagates.
+
+    ``stopping``: the process received a stop signal. Then any exception is the stop's doing
+    (a signal that lands inside a C extension can come out as another exception): KILLED, no
+    traceback, and it propagates, so the sweep stops as the signal asked."""
     if error is None:
         return Ending(FINISHED)
+    if stopping:
+        return Ending(KILLED, INTERRUPTED, propagate=True)
     if isinstance(error, DivergedError):
         return Ending(FAILED, f"diverged: {error}")
     if isinstance(error, StoreUnavailable):

@@ -20,7 +20,6 @@ a network it already holds when there is one.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import os
@@ -31,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from . import signals
 from .errors import Terminated
 from .schema import KILLED
 
@@ -50,11 +50,6 @@ class Task:
 
     run: Callable[..., str]
     prepare: Callable[[object], None] = _nothing
-
-
-def on_sigterm(signum, frame):
-    """SIGTERM as an exception, so the run in flight ends KILLED and the sweep stops."""
-    raise Terminated()
 
 
 class Pool(Protocol):
@@ -137,28 +132,21 @@ def schedule(pool: Pool, todo: list, echo, progress: Progress | None = None) -> 
     progress = progress or Progress(todo, echo)
     pending = list(todo)
     statuses: list[str] = []
-    previous_term = signal.signal(signal.SIGTERM, on_sigterm)
-    # A shell starts background jobs with SIGINT ignored, and Python keeps that; an interrupt
-    # must still end the runs in flight as KILLED, so take SIGINT back for the sweep.
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     interrupted = True
-    try:
-        while pending or pool.busy():
-            while pending:
-                started = pool.start_next(pending, progress.label)
-                if started is None:
-                    break
-                pending.remove(started)
-            for p, status in pool.wait():
-                statuses.append(status)
-                progress.finished(p, status)
-        interrupted = False
-    finally:
+    with signals.raising():
         try:
-            pool.close(interrupted)
+            while pending or pool.busy():
+                while pending:
+                    started = pool.start_next(pending, progress.label)
+                    if started is None:
+                        break
+                    pending.remove(started)
+                for p, status in pool.wait():
+                    statuses.append(status)
+                    progress.finished(p, status)
+            interrupted = False
         finally:
-            signal.signal(signal.SIGTERM, previous_term)
-            signal.signal(signal.SIGINT, previous_int)
+            pool.close(interrupted)
     return statuses
 
 
@@ -192,25 +180,6 @@ class InProcess:
         pass
 
 
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-@contextlib.contextmanager
-def _shielded():
-    """SIGINT and SIGTERM held back while workers start and are put in the pool's list.
-
-    The mask survives spawn's exec, so a Ctrl-C while a new interpreter boots stays pending
-    until :func:`_worker_main` has its handlers in place, instead of printing a traceback from
-    the middle of an import. In this process the pending signal is delivered as the block
-    ends, a moment later, once every started worker is in the list that ``close`` ends (one
-    raised between a worker's start and its entry in the list was left to boot on its own)."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def _watch_parent(parent_pid: int, orphaned: threading.Event, interval: float = 1.0) -> None:
     """End this worker like a SIGTERM would when the sweep that started it is gone.
 
@@ -225,8 +194,15 @@ def _watch_parent(parent_pid: int, orphaned: threading.Event, interval: float = 
             time.sleep(interval)
         orphaned.set()
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(ORPHAN_GRACE_SECONDS)  # the orderly ending exits before this, as a rule
+        os._exit(137)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+# How long an orphaned worker's orderly ending (its run marked KILLED in the store) may take
+# before the watchdog ends the process outright.
+ORPHAN_GRACE_SECONDS = 30.0
 
 
 def _worker_main(cfg, uri, force, invocation, task: Task, tasks, results, parent_pid: int) -> None:
@@ -234,24 +210,20 @@ def _worker_main(cfg, uri, force, invocation, task: Task, tasks, results, parent
 
     SIGINT or SIGTERM, at any moment from start-up on, ends the run in flight as KILLED
     (execute_run does that), reports it, and ends the worker quietly (exit 130); further
-    signals are ignored so that the ending is not cut short.
+    signals are ignored so that the ending is not cut short. Whatever exception the stop
+    surfaces as (inside TensorFlow it may be another one), the worker ends the same way.
 
-    ``results`` is this worker's own pipe to the sweep. A queue shared by all workers has one
-    lock for its writers, and a worker killed outright while holding it (the OOM killer in the
-    middle of a log line) would silence every other worker for good, and the sweep would wait
-    forever for runs that had finished (test_scheduler's dead-worker test covers it).
+    ``tasks`` and ``results`` are this worker's own pipes from and to the sweep. Pipes, not
+    queues: a sweep killed outright leaves no semaphores for multiprocessing's resource tracker
+    to warn about, and a worker waiting for work reads the end of its pipe at once. One queue
+    shared by all workers would also have one lock for its writers, and a worker killed
+    outright while holding it (the OOM killer in the middle of a log line) would silence every
+    other worker for good: the sweep would wait forever for runs that had finished
+    (test_scheduler's dead-worker test covers it).
     """
 
-    def stop(exc):
-        def handler(signum, frame):
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            raise exc()
-
-        return handler
-
-    signal.signal(signal.SIGINT, stop(KeyboardInterrupt))
-    signal.signal(signal.SIGTERM, stop(Terminated))
+    for s in signals.STOP_SIGNALS:
+        signal.signal(s, signals.on_stop_once)
 
     sending = threading.Lock()
 
@@ -269,44 +241,54 @@ def _worker_main(cfg, uri, force, invocation, task: Task, tasks, results, parent
 
     orphaned = threading.Event()
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by _shielded
+        signals.let_through()  # held back while the pool started this process
         _watch_parent(parent_pid, orphaned)
         task.prepare(cfg)
         while True:
-            work = tasks.get()
+            try:
+                work = tasks.recv()
+            except (EOFError, OSError):  # the sweep is gone
+                work = None
             if work is None:
-                return
+                os._exit(0)  # skip interpreter teardown: TensorFlow's threads can stall it
             spec, seed, label = work
             status = task.run(cfg, spec, seed, uri, force, invocation, label, echo)
             send("done", status)
-    except (KeyboardInterrupt, Terminated):
+    except BaseException as e:
+        if not (signals.requested() or isinstance(e, KeyboardInterrupt | Terminated)):
+            raise
         send("done", KILLED)  # the pool ignores it when no run was in flight
-        os._exit(130)  # skip interpreter teardown: TensorFlow's threads can stall it
+        os._exit(130)
 
 
 class _Worker:
     def __init__(self, ctx, args, worker_id: int):
         self.id = worker_id
-        self.tasks = ctx.Queue()
+        receiver, self.tasks = ctx.Pipe(duplex=False)
         self.results, sender = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
             target=_worker_main,
-            args=(*args, self.tasks, sender, os.getpid()),
+            args=(*args, receiver, sender, os.getpid()),
             name=f"resnet-bench-worker-{worker_id}",
             # daemonic: should the sweep exit without closing the pool (an interrupt between
             # two statements), multiprocessing's exit handler still sends each a SIGTERM
             daemon=True,
         )
-        self._sender = sender
+        self._ends = (receiver, sender)  # the worker's ends, closed here once it holds them
         self.run = None  # the PlannedRun in flight
         self.held: set = set()  # specs this worker has compiled (and keeps for reuse)
 
     def start(self) -> None:
-        """Start the process; the caller holds signals back (:func:`_shielded`). The queue and
-        pipe are made before, outside the block: the first queue of a process launches
-        multiprocessing's resource tracker, which unblocks SIGINT and SIGTERM when it is done."""
+        """Start the process; the caller holds signals back (:func:`signals.held_back`)."""
         self.process.start()
-        self._sender.close()  # the worker holds the only writing end: its death reads as the end of the pipe
+        for end in self._ends:  # the worker's copies alone stay: either side's death ends its pipes
+            end.close()
+
+    def send(self, work) -> None:
+        try:
+            self.tasks.send(work)
+        except OSError:  # the worker is gone: the pool finds and replaces it
+            pass
 
 
 def choose(held: set, others: set, pending: list):
@@ -338,7 +320,7 @@ class LocalPool:
 
     def _start_workers(self) -> None:
         workers = [_Worker(self.ctx, self.args, i) for i in range(1, self.jobs + 1)]
-        with _shielded():
+        with signals.held_back():
             for w in workers:
                 w.start()
                 self.workers.append(w)
@@ -359,7 +341,7 @@ class LocalPool:
         self.echo(f"{tag} {p.spec.name} seed {p.seed}: started on worker {worker.id}")
         worker.run = p
         worker.held.add(p.spec)
-        worker.tasks.put((p.spec, p.seed, tag))
+        worker.send((p.spec, p.seed, tag))
         return p
 
     def busy(self) -> bool:
@@ -402,8 +384,9 @@ class LocalPool:
                 )
                 out.append((p, status))
             w.results.close()
+            w.tasks.close()
             new = _Worker(self.ctx, self.args, self._next_id)
-            with _shielded():
+            with signals.held_back():
                 new.start()
                 self.workers[i] = new
             self._next_id += 1
@@ -416,7 +399,7 @@ class LocalPool:
                     os.kill(w.process.pid, signal.SIGTERM)
         else:
             for w in self.workers:
-                w.tasks.put(None)
+                w.send(None)
         deadline = time.time() + 120
         for w in self.workers:
             w.process.join(max(0.0, deadline - time.time()))

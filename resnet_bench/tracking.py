@@ -32,7 +32,7 @@ from pathlib import Path
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from . import inputs, lease, schema
+from . import inputs, lease, schema, signals
 from .errors import StoreUnavailable
 from .schema import FAILED, KILLED
 
@@ -339,7 +339,7 @@ class Store:
         try:
             yield run
         except BaseException as e:
-            end = lease.ending(e)
+            end = lease.ending(e, stopping=signals.requested() is not None)
             if end.propagate:
                 raise
             if end.show_traceback:

@@ -52,6 +52,17 @@ def _shared_temp(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _no_stop_remembered():
+    """A test that interrupts a sweep in this process leaves the stop recorded
+    (resnet_bench.signals); the next test starts without it, as a new process would."""
+    from resnet_bench import signals
+
+    signals.forget()
+    yield
+    signals.forget()
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Generated data sets go to this session's temporary cache, never to the user's. It is
     shared by the test processes: the cache writes each file under a temporary name and

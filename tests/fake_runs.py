@@ -2,17 +2,28 @@
 free of TensorFlow and MLflow, so the pools' logic is tested in milliseconds.
 
 What a fake run does is read from its seed: 0-99 finish, 100-199 fail, 200-299 kill their
-own worker process outright (as the OOM killer would), 300-399 run until interrupted.
+own worker process outright (as the OOM killer would), 300-399 run until interrupted, 400-499
+are stopped by a SIGTERM that surfaces as another exception (as one landing inside TensorFlow
+can).
 """
 
 import os
+import signal
 import time
 
+from resnet_bench.errors import Terminated
 from resnet_bench.schema import FAILED, FINISHED
 
 
 def run(cfg, spec, seed, uri, force, invocation, label, echo) -> str:
     echo(f"{label} {spec.name} seed {seed}: fake run in pid {os.getpid()}")
+    if seed >= 400:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Terminated:  # what a C extension may turn the interrupt it sees into
+            raise SystemError("Objects/listobject.c:338: bad argument to internal function") from None
+        return FINISHED
     if seed >= 300:
         while True:  # until SIGINT/SIGTERM raises in this thread
             time.sleep(0.05)

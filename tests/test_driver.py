@@ -279,3 +279,23 @@ def test_runs_of_other_hosts_are_reaped_only_without_heartbeat(tmp_path):
     assert store.get_run(live).info.status == "RUNNING"
     assert store.claim(exp, "k2", {}) is None  # a live claim elsewhere wins
     assert store.claim(exp, "k1", {}) is not None
+
+
+def test_a_run_cut_short_by_a_stop_is_killed_whatever_exception_the_cut_became(tmp_path, capfd):
+    """A SIGTERM that lands inside TensorFlow can come out as a SystemError: the run was cut
+    short by the stop, so it ends KILLED with its epochs kept, quietly, and the stop goes on up."""
+    from resnet_bench import signals
+    from resnet_bench.errors import Terminated
+
+    store = Store(store_uri(tmp_path))
+    exp = store.experiment_id("stops")
+    with pytest.raises(SystemError), store.tracked_run(exp, "k", {}) as run:
+        run.log_epoch({"epoch": 1, "train_loss": 1.5})
+        with signals.raising():
+            try:
+                signal.raise_signal(signal.SIGTERM)
+            except Terminated:
+                raise SystemError("Objects/listobject.c:338: bad argument to internal function") from None
+    (done,) = store.runs(exp)
+    assert done.info.status == "KILLED" and done.data.metrics["train_loss"] == 1.5
+    assert "Traceback" not in capfd.readouterr().err

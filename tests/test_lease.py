@@ -209,6 +209,16 @@ def test_what_an_ending_becomes(error, status, reason, propagate, show):
     assert lease.ending(error) == lease.Ending(status, reason, propagate, show)
 
 
+@pytest.mark.parametrize(
+    "error", [SystemError("Objects/listobject.c:338: bad argument to internal function"), ValueError("x"), Terminated()]
+)
+def test_after_a_stop_signal_any_exception_ends_the_run_killed_and_stops_the_sweep(error):
+    """A SIGTERM that lands inside TensorFlow can come out as another exception: the run was
+    still cut short by the stop, not broken."""
+    assert lease.ending(error, stopping=True) == lease.Ending(KILLED, lease.INTERRUPTED, True, False)
+    assert lease.ending(None, stopping=True) == lease.Ending(FINISHED)  # it finished before the stop
+
+
 def test_a_finished_run_whose_epochs_were_not_all_written_is_failed():
     lost = StoreUnavailable("epoch not logged: disk full")
     assert lease.after_flush(lease.ending(None), lost) == lease.Ending(FAILED, "epoch not logged: disk full")

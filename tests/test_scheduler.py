@@ -190,16 +190,36 @@ def test_an_interrupt_as_the_workers_start_ends_every_one_of_them(capfd):
     assert "Traceback" not in capfd.readouterr().err
 
 
-def test_workers_of_a_sweep_killed_outright_end_themselves():
+def test_a_stop_that_surfaces_as_another_exception_ends_the_worker_and_its_run_killed(capfd):
+    """A SIGTERM landing inside TensorFlow came out as a SystemError: the run must still end
+    KILLED, quietly, and the worker must exit rather than wait for more work."""
+    pool = LocalPool(CFG, "uri", False, "inv", lambda line: None, 1, FakeStore(), FAKE)
+    (p,) = todo = planned((20, 400))
+    assert pool.start_next(list(todo), lambda p: "[x]") is p
+    done = []
+    deadline = time.time() + 30
+    while not done and time.time() < deadline:
+        done = pool.wait()
+    assert done == [(p, KILLED)]
+    pool.workers[0].process.join(30)
+    assert pool.workers[0].process.exitcode == 130
+    pool.close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_workers_of_a_sweep_killed_outright_end_themselves_quietly():
     """kill -9 (the OOM killer, a batch system's limit) gives a sweep no chance to stop its
-    workers: each notices its parent is gone within a second and ends like a SIGTERM would."""
+    workers: each notices its parent is gone within a second and ends like a SIGTERM would,
+    with nothing on the terminal (no traceback, no leaked-semaphore warnings)."""
     proc = subprocess.Popen([sys.executable, "-m", "tests.fake_runs"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stdin=subprocess.PIPE, text=True)  # fmt: skip
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     workers = {pid: started(pid) for pid in map(int, proc.stdout.readline().split())}
     assert len(workers) == 2 and len(still_running(workers)) == 2
     proc.kill()
     proc.wait()
-    deadline = time.time() + 20
+    deadline = time.time() + 30
     while still_running(workers) and time.time() < deadline:
         time.sleep(0.1)
     assert not still_running(workers)
+    err = proc.stderr.read()  # at its end once every process that shared it has exited
+    assert "Traceback" not in err and "leaked" not in err, err
