@@ -411,13 +411,20 @@ def check_data_path(cfg: ExperimentConfig) -> None:
         inputs.existing_path(d.path, "data path", "folder" if d.source == "folder" else "any")
 
 
+def _holds_array_pair(folder: Path) -> bool:
+    try:
+        return any(inputs.array_pair_test_file(f) for f in folder.iterdir())
+    except OSError:  # unreadable: reading it as a photo folder says why
+        return False
+
+
 def guess_source(path: str) -> str:
     """``--data PATH`` without a source: arrays for .npz/.h5, CIFAR-10 by name, else folders."""
     p = Path(path).expanduser()
-    if p.suffix in (".npz", ".h5", ".hdf5"):
+    if p.suffix in inputs.ARRAY_SUFFIXES:
         return "arrays"
-    if p.is_dir() and not (p / "training_set").is_dir() and any(p.glob("train_*.h5")):
-        return "arrays"  # a folder holding the course's train_X.h5 / test_X.h5 pair
+    if p.is_dir() and not (p / "training_set").is_dir() and _holds_array_pair(p):
+        return "arrays"  # a folder holding the course's train_X / test_X pair
     if "cifar-10" in p.name:
         return "cifar10"
     return "folder"

@@ -202,6 +202,19 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
+ARRAY_SUFFIXES = (".npz", ".h5", ".hdf5")  # files read as arrays (data source "arrays")
+
+
+def array_pair_test_file(train: Path) -> Path | None:
+    """The test file that goes with ``train`` in the course's pair layout (``train_X.h5``
+    beside ``test_X.h5``, or .npz, .hdf5), None when ``train`` is not such a file or has none.
+    One rule for guessing a folder's kind and for reading the pair."""
+    if not (train.name.startswith("train_") and train.suffix in ARRAY_SUFFIXES):
+        return None
+    sibling = train.with_name("test_" + train.name[len("train_") :])
+    return sibling if sibling.is_file() else None
+
+
 def read_text(path, what: str) -> str:
     """A UTF-8 text file the user names (an experiment file)."""
     p = existing_path(path, what, "file")

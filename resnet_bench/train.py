@@ -42,8 +42,8 @@ class DeviceSettings:
 def resolve_device_settings(train_cfg) -> DeviceSettings:
     """Fastest measured defaults per device kind (see reports/perf.md), overridable by the file.
 
-    On CPU, mixed precision only slows the convolutions down and XLA gave 1.0-1.5x
-    inconsistently after a ~20 s compile, so both stay off; on GPU mixed precision is on, and
+    On CPU, mixed precision gained nothing and XLA was slower (width 16) or no faster (width
+    4) after a ~20 s compile, so both stay off; on GPU mixed precision is on, and
     XLA too when ``train.deterministic`` is false: Keras compiles without XLA while TensorFlow's
     op determinism is on (``keras.src.trainers.trainer.model_supports_jit``), so a deterministic
     run resolves to no XLA and says so, rather than asking for XLA and silently not getting it.

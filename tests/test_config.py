@@ -179,3 +179,22 @@ def test_xla_resolves_off_wherever_op_determinism_would_make_keras_drop_it(tiny_
     }
     assert gpu["true"].jit_compile is False and gpu["false"].jit_compile is True
     assert gpu["true"].mixed_precision == gpu["false"].mixed_precision == "float16"
+
+
+def test_data_paths_are_guessed_by_the_rule_that_reads_them(tmp_path):
+    """A folder holding a train_X / test_X pair is arrays, whichever array format; anything
+    else with no pair is a photo folder."""
+    for suffix in (".h5", ".npz", ".hdf5"):
+        folder = tmp_path / suffix[1:]
+        folder.mkdir()
+        (folder / f"train_x{suffix}").write_bytes(b"")
+        assert config.guess_source(str(folder)) == "folder"  # no test file beside it
+        (folder / f"test_x{suffix}").write_bytes(b"")
+        assert config.guess_source(str(folder)) == "arrays", suffix
+        assert config.guess_source(str(folder / f"train_x{suffix}")) == "arrays"
+    photos = tmp_path / "photos"
+    (photos / "training_set" / "cats").mkdir(parents=True)
+    (photos / "train_x.npz").write_bytes(b"")
+    (photos / "test_x.npz").write_bytes(b"")
+    assert config.guess_source(str(photos)) == "folder"  # the tutorial's layout wins
+    assert config.guess_source(str(tmp_path / "cifar-10-python.tar.gz")) == "cifar10"

@@ -354,20 +354,11 @@ def _as_labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-ARRAY_SUFFIXES = (".npz", ".h5", ".hdf5")
-
-
 def array_pairs(folder: Path) -> list[tuple[Path, Path]]:
     """Every ``train_X`` / ``test_X`` pair of array files in ``folder`` (the course's layout)."""
     with inputs.reading("folder", folder):
         names = sorted(folder.iterdir())
-    pairs = []
-    for f in names:
-        if f.name.startswith("train_") and f.suffix in ARRAY_SUFFIXES:
-            sibling = f.with_name("test_" + f.name[len("train_") :])
-            if sibling.is_file():
-                pairs.append((f, sibling))
-    return pairs
+    return [(f, test) for f in names if (test := inputs.array_pair_test_file(f)) is not None]
 
 
 def array_files(path: Path, test_path: str = "") -> tuple[Path, Path | None]:
