@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
 
 SECTIONS = [
     "# Report: tiny",
+    "## The three claims",
     "## Summary",
     "## Shortcut effect",
     "## Degradation check",
@@ -56,6 +57,24 @@ VERDICT = re.compile(
     r"^- (?P<claim>[^:]+): (?P<word>reproduced|not reproduced|inconclusive)\. .* difference "
     r"(?P<mean>\S+) \[(?P<low>\S+), (?P<high>\S+)\], p = (?P<p>\S+), n = \d+; claimed: (?P<sign>[<>]) 0\.$"
 )
+
+
+def stats_of(text: str) -> dict:
+    from resnet_bench.report import stats
+
+    return stats.written_verdicts(text)
+
+
+def test_the_report_leads_with_the_three_claims_as_its_verdicts_decide_them(reported):
+    _, _, out = reported
+    text = out.read_text()
+    lead = text.split("## The three claims")[1].split("## Summary")[0]
+    verdicts = stats_of(text)
+    for claim in ("Degradation", "Shortcut effect", "Residual depth"):
+        line = next(ln for ln in lead.splitlines() if ln.startswith(f"- **{claim}**: "))
+        assert line.startswith(f"- **{claim}**: {verdicts[claim][0]}. "), line
+        assert f"{verdicts[claim][1]:+.3f} [" in line, line  # the verdict's own estimate
+    assert "- **Where depth starts to pay**: resnet14 stays below resnet8 " in lead
 
 
 def _word(line: str) -> str:
@@ -226,8 +245,8 @@ def test_against_a_written_report_says_claim_by_claim_whether_the_runs_agree(rep
     capsys.readouterr()
     assert cli.main([*base, "--against", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    verdict_line = re.compile(r"^- [^:]+: (reproduced|not reproduced|inconclusive)\.")
-    claims = [ln for ln in written.splitlines() if verdict_line.match(ln)]
+    claims = [ln for ln in written.splitlines() if VERDICT.match(ln) or ln.startswith("- Degradation grows")]
+    assert len(stats_of(written)) == len(claims)
     compared = [ln for ln in lines if ln.startswith("  ") and "same verdict" in ln]
     assert len(compared) == len(claims) > 6
     assert lines[-1].startswith(f"same verdicts on all {len(claims)} claims")

@@ -246,6 +246,33 @@ def _crossing_section(ctx: dict) -> list[str]:
     return L + [""]
 
 
+def _claims_section(ctx: dict) -> list[str]:
+    """The report's answer first: Fig. 6's three claims on training loss with the paper's
+    initialisation, and where depth starts to pay; the tables below hold the rest."""
+    wanted = [name for name, _, _ in (stats.DEGRADATION, stats.SHORTCUT, stats.RESIDUAL_DEPTH)]
+    by_claim = {v.claim: v for v in ctx["verdicts"]}
+    L = ["## The three claims", ""]
+    for name in wanted:
+        v = by_claim.get(name)
+        if v is None:
+            L.append(f"- **{name}**: not decided (the grid lacks the nets it compares)")
+            continue
+        d = v.estimate
+        numbers = f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}], p = {d.p:.3g}" if d.has_stats else f"{d.mean:+.3f}"
+        L.append(f"- **{name}**: {v.outcome}. {d.a} − {d.b}, final training loss {numbers}, n = {d.n}")
+    runs = ctx["runs"]
+    depth = dict(zip(runs["model"], runs["depth"]))
+    zero_init = dict(zip(runs["model"], runs["zero_init"])) if "zero_init" in runs else {}
+    paper = [c for c in ctx["crossings"] if not zero_init.get(c.deep, False)]
+    if paper:
+        c = max(paper, key=lambda c: depth[c.deep] - depth[c.shallow])  # the deepest against the shallowest
+        every = f"from epoch {c.epoch} in every seed" if c.epoch else f"in no seed within {c.epochs} epochs"
+        mean = f"from epoch {c.mean_epoch}" if c.mean_epoch else "never"
+        L.append(f"- **Where depth starts to pay**: {c.deep} stays below {c.shallow} {every} (in the mean: {mean}), "
+                 f"of {c.epochs} epochs")  # fmt: skip
+    return L + ["", "Rule, validation accuracy and every other claim: section Verdict below.", ""]
+
+
 def _zero_init_section(ctx: dict) -> list[str]:
     costs = ctx["zero_init"]
     if not costs:
@@ -466,6 +493,7 @@ def _run_index_section(ctx: dict) -> list[str]:
 
 SECTIONS = (
     _header,
+    _claims_section,
     _summary_section,
     _shortcut_section,
     _degradation_section,
