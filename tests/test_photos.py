@@ -29,3 +29,8 @@ def test_photos_experiment_runs_and_reports_the_residual_depth_verdict(tmp_path,
     line = next(ln for ln in text.splitlines() if ln.startswith("- Residual depth: "))
     assert "resnet14 vs resnet8" in line and "n = 1" in line
     assert "| resnet14 | resnet8 | 1 | 2 |" in text  # the crossing table covers both epochs
+    from .helpers import all_runs
+
+    # The paper's pad-crop-flip augmentation is part of the preset: without it these nets
+    # memorise 2,000 photos (docs/designs.md).
+    assert {r.data.params["data.augment"] for r in all_runs(uri, "photos")} == {"True"}
