@@ -8,16 +8,22 @@ import socket
 import subprocess
 from pathlib import Path
 
+# What a run writes into the checkout itself: a report made there (make bench writes
+# reports/<experiment>.md) must not mark the runs after it as made from changed code.
+OUTPUTS = ("reports",)
+
 
 def git_state(path: Path | None = None) -> tuple[str, bool]:
-    """(commit, dirty) of the repository holding ``path`` (the package by default)."""
+    """(commit, dirty) of the repository holding ``path`` (the package by default); dirty
+    means a tracked file outside :data:`OUTPUTS` differs from the commit."""
     cwd = path or Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)"]
+            + [f":(top,exclude){p}" for p in OUTPUTS],
             cwd=cwd,
             capture_output=True,
             text=True,

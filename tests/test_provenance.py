@@ -11,3 +11,24 @@ def test_vector_isa_names_the_widest_extension_of_the_flags():
 
 def test_vector_isa_reads_this_machine():
     assert provenance.vector_isa() in {name for _, name in provenance._VECTOR_ISAS} | {"unknown"}
+
+
+def test_a_report_written_into_the_checkout_does_not_make_the_code_dirty(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "pkg").mkdir()
+    for f in ("reports/r.md", "pkg/code.py"):
+        (tmp_path / f).write_text("a\n")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x")
+    commit, dirty = provenance.git_state(tmp_path / "pkg")
+    assert len(commit) == 40 and not dirty
+    (tmp_path / "reports" / "r.md").write_text("b\n")  # make bench wrote its report
+    assert provenance.git_state(tmp_path / "pkg") == (commit, False)
+    (tmp_path / "pkg" / "code.py").write_text("b\n")
+    assert provenance.git_state(tmp_path / "pkg") == (commit, True)
