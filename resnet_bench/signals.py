@@ -71,7 +71,8 @@ def held_back():
 
     The mask survives spawn's exec, so a worker process started within it keeps a Ctrl-C
     pending until it has its own handlers in place, instead of printing a traceback from the
-    middle of an import."""
+    middle of an import. In the starting process the pending signal is delivered as the block
+    ends, once every worker started in it is in the list its pool ends on an interrupt."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield
