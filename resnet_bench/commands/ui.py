@@ -37,5 +37,4 @@ def main(args) -> int:
     # MLflow 3's GenAI job runner starts eight worker processes that browsing runs never uses.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--port", str(args.port)]
-    os.execve(sys.executable, argv, env)
-    return 0  # not reached: the server replaces this process
+    os.execve(sys.executable, argv, env)  # the server replaces this process
