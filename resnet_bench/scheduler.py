@@ -351,30 +351,39 @@ class LocalPool:
         done = []
         ready = mp_connection.wait([w.results for w in self.workers], timeout=1.0)
         for w in self.workers:
-            if w.results not in ready:
-                continue
-            while w.results.poll():
-                try:
-                    kind, text = w.results.recv()
-                except (EOFError, OSError):  # the worker died: _replace_dead settles its run
-                    w.process.join(1.0)
-                    break
-                if kind == "log":
-                    self.echo(text)
-                elif w.run is not None:
-                    done.append((w.run, text))
-                    w.run = None
+            if w.results in ready:
+                done += self._read(w)
         done += self._replace_dead()
+        return done
+
+    def _read(self, w: _Worker) -> list:
+        """Everything worker ``w`` has sent: its log lines echoed, its run's status returned."""
+        done = []
+        while w.results.poll():
+            try:
+                kind, text = w.results.recv()
+            except (EOFError, OSError):  # the worker died: _replace_dead settles its run
+                w.process.join(1.0)
+                break
+            if kind == "log":
+                self.echo(text)
+            elif w.run is not None:
+                done.append((w.run, text))
+                w.run = None
         return done
 
     def _replace_dead(self):
         """A worker that died (killed, out of memory) leaves its run RUNNING with a dead pid:
-        reap it now, so it ends KILLED, and start a new worker so the sweep goes on."""
+        reap it now, so it ends KILLED, and start a new worker so the sweep goes on.
+
+        A worker that reported its run and then exited (as one does after a stop) left that
+        report in its pipe, read first: the run's status is the one it reported."""
         out = []
         for i, w in enumerate(self.workers):
             if w.process.is_alive():
                 continue
             code = w.process.exitcode
+            out += self._read(w)
             if w.run is not None:
                 p = w.run
                 status = self.store.settle(self.store.experiment_id(self.cfg.name), p.key)

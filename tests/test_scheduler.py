@@ -195,16 +195,38 @@ def test_a_stop_that_surfaces_as_another_exception_ends_the_worker_and_its_run_k
     KILLED, quietly, and the worker must exit rather than wait for more work."""
     pool = LocalPool(CFG, "uri", False, "inv", lambda line: None, 1, FakeStore(), FAKE)
     (p,) = todo = planned((20, 400))
+    lines = []
+    pool.echo = lines.append
     assert pool.start_next(list(todo), lambda p: "[x]") is p
+    (worker,) = pool.workers
     done = []
     deadline = time.time() + 30
     while not done and time.time() < deadline:
         done = pool.wait()
     assert done == [(p, KILLED)]
-    pool.workers[0].process.join(30)
-    assert pool.workers[0].process.exitcode == 130
+    worker.process.join(30)
+    assert worker.process.exitcode == 130
+    # Its report is what counts, even when the pool found the process gone before reading it.
+    assert not any("died" in line for line in lines), lines
     pool.close()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_worker_that_reported_its_run_and_exited_is_taken_at_its_word():
+    """The worker's last report and its exit can both happen between two looks of the pool:
+    the run's status is the one reported (FINISHED here), not a death to settle."""
+    store = FakeStore()
+    lines = []
+    pool = LocalPool(CFG, "uri", False, "inv", lines.append, 1, store, FAKE)
+    (p,) = todo = planned((20, 0))
+    assert pool.start_next(list(todo), lambda p: "[x]") is p
+    worker = pool.workers[0]
+    worker.send(None)  # told to stop after its run: it reports the run, then exits
+    worker.process.join(60)
+    assert worker.process.exitcode == 0
+    assert pool._replace_dead() == [(p, FINISHED)]  # found dead before its pipe was read
+    assert store.settled == [] and not any("died" in line for line in lines), lines
+    pool.close()
 
 
 def test_workers_of_a_sweep_killed_outright_end_themselves_quietly():
