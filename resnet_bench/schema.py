@@ -2,9 +2,10 @@
 
 Free of TensorFlow and MLflow. Params beyond the resolved config fields (which
 ``config.flatten`` names ``section.key``) are :data:`RUN_PARAMS`; per-epoch metrics are
-:data:`EPOCH_METRICS` plus one ``grad_norm/<stage>`` per stage of the net; the layer
-measurements of :data:`LAYER_METRICS` are logged once, after the last epoch. A run that lacks
-one of them was written by other code, and reading it is an error that names the run.
+:data:`EPOCH_METRICS` plus one ``grad_norm/<stage>`` per stage of the net, stored in MLflow
+under :func:`stored_key`; the layer measurements of :data:`LAYER_METRICS` are logged once,
+after the last epoch. A run that lacks one of them was written by other code, and reading it
+is an error that names the run.
 """
 
 from __future__ import annotations
@@ -75,6 +76,40 @@ EPOCH_METRICS: dict[str, str] = {
     "learning_rate": "learning rate at the end of the epoch",
 }
 GRAD_NORM_PREFIX = "grad_norm/"  # + stem, stage1, ..., head: gradient L2 norm on a fixed probe batch
+
+# The key each per-epoch metric is stored under in MLflow, where it differs from its name here
+# (the name the report's columns, history.csv and the code use). MLflow's run page draws a chart
+# per key in sections named by the part before the last "/", sorted by name, with unprefixed
+# keys last under "Model metrics", and sorts charts by key within a section. So the loss curves
+# are the only keys in the first section, "loss" (train, then val), the accuracies follow in
+# "top1", and everything else, the gradient norms included, sits in "Model metrics".
+# Runs stored before this naming used the names themselves; the report reads both.
+_RENAMED = {
+    "train_loss": "loss/train",
+    "val_loss": "loss/val",
+    "train_accuracy": "top1/train",
+    "val_accuracy": "top1/val",
+}
+_STORED_GRAD_NORM_PREFIX = "grad_norm_"
+
+
+def stored_key(name: str) -> str:
+    """The MLflow key of per-epoch metric ``name``: ``train_loss`` -> ``loss/train``,
+    ``grad_norm/stem`` -> ``grad_norm_stem``; other names are stored as they are."""
+    if name.startswith(GRAD_NORM_PREFIX):
+        return _STORED_GRAD_NORM_PREFIX + name[len(GRAD_NORM_PREFIX) :]
+    return _RENAMED.get(name, name)
+
+
+def metric_name(key: str) -> str:
+    """The inverse of :func:`stored_key`; a key stored under an earlier naming (the name itself)
+    comes back unchanged."""
+    if key.startswith(_STORED_GRAD_NORM_PREFIX):
+        return GRAD_NORM_PREFIX + key[len(_STORED_GRAD_NORM_PREFIX) :]
+    return _STORED_NAMES.get(key, key)
+
+
+_STORED_NAMES = {key: name for name, key in _RENAMED.items()}
 
 # Measured once per run, after its last epoch (resnet_bench.responses), one value per 3x3 layer
 # and per residual block. Logged as profiles: one metric per quantity whose step is the layer's

@@ -212,6 +212,7 @@ class Store:
         return _retry(self.client.get_run, run_id)
 
     def metric_history(self, run_id: str, key: str) -> list:
+        """Every logged value of metric ``key`` as stored (see :func:`schema.stored_key`)."""
         return _retry(self.client.get_metric_history, run_id, key)
 
     # -- the run lease (decisions: resnet_bench.lease) -----------------------------------
@@ -282,10 +283,11 @@ class Store:
             _retry(self.client.log_batch, run_id, params=items[i : i + _MAX_BATCH])
 
     def log_epoch(self, run_id: str, row: dict) -> None:
-        """One call per epoch: every metric at step = epoch, plus the heartbeat tag."""
+        """One call per epoch: every metric at step = epoch under its stored key
+        (:func:`schema.stored_key`), plus the heartbeat tag."""
         ts = int(time.time() * 1000)
         step = int(row["epoch"])
-        metrics = [Metric(k, float(v), ts, step) for k, v in row.items() if k != "epoch"]
+        metrics = [Metric(schema.stored_key(k), float(v), ts, step) for k, v in row.items() if k != "epoch"]
         _retry(self.client.log_batch, run_id, metrics=metrics, tags=[RunTag("heartbeat", f"{time.time():.0f}")])
 
     def log_text(self, run_id: str, text: str, name: str) -> None:

@@ -34,9 +34,9 @@ seeds = [0, 1]
 # outage 93, a gpu-check near 60; those after the perf tests take 10-40 s each). Tests are
 # handed to the two workers of `make test` in the order collected, so these start first and
 # the suite ends on tests of a second or less, with both workers busy to the end.
-HEAVY_FIRST = ("test_ray.py", "test_outage.py", "test_gpu_check.py", "test_parallel.py", "test_driver.py",
-               "test_perf.py", "test_photos.py", "test_report.py", "test_course_files.py", "test_cli_quiet.py",
-               "test_train.py", "test_cli_models.py", "test_models.py")  # fmt: skip
+HEAVY_FIRST = ("test_ray.py", "test_outage.py", "test_gpu_check.py", "test_parallel.py", "test_browser.py",
+               "test_driver.py", "test_perf.py", "test_photos.py", "test_report.py", "test_course_files.py",
+               "test_cli_quiet.py", "test_train.py", "test_cli_models.py", "test_models.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items):

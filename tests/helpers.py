@@ -15,6 +15,7 @@ from resnet_bench import schema
 from resnet_bench.tracking import Store
 
 ROOT = Path(__file__).resolve().parent.parent
+TRAIN_LOSS = schema.stored_key("train_loss")  # the training loss's key in MLflow
 
 
 # Runs long enough for a signal sent after their first logged epoch to land mid-run: about 0.6 s
@@ -47,7 +48,7 @@ def finished_losses(uri: str, experiment: str) -> dict:
     client = MlflowClient(tracking_uri=uri)
     return {
         (r.data.params["model"], r.data.params["seed"]): [
-            m.value for m in sorted(client.get_metric_history(r.info.run_id, "train_loss"), key=lambda m: m.step)
+            m.value for m in sorted(client.get_metric_history(r.info.run_id, TRAIN_LOSS), key=lambda m: m.step)
         ]
         for r in by_status(uri, experiment, "FINISHED")
     }
@@ -82,7 +83,7 @@ def wait_for_mid_run(uri: str, experiment: str, proc: subprocess.Popen, timeout:
             raise AssertionError(f"the sweep ended (exit code {proc.returncode}) before a run got under way:\n"
                                  + proc.communicate()[0])  # fmt: skip
         running = [r for r in all_runs(uri, experiment) if r.info.status == "RUNNING"]
-        if running and client.get_metric_history(running[0].info.run_id, "train_loss"):
+        if running and client.get_metric_history(running[0].info.run_id, TRAIN_LOSS):
             return running[0]
         time.sleep(0.3)
     raise AssertionError(f"no run of {experiment} got under way in {timeout}s")

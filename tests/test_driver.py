@@ -13,9 +13,10 @@ from mlflow.tracking import MlflowClient
 from resnet_bench import cli, config, schema
 from resnet_bench.driver import plan, select
 from resnet_bench.models import describe
+from resnet_bench.schema import stored_key
 from resnet_bench.tracking import Store, TrackedRun
 
-from .helpers import EPOCH_METRICS, ROOT, all_runs, by_status, spawn, store_uri
+from .helpers import EPOCH_METRICS, ROOT, TRAIN_LOSS, all_runs, by_status, spawn, store_uri
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +51,7 @@ def test_sweep_tracks_params_metrics_tags_artifacts(tiny_sweep):
         for key in TAGS:
             assert key in run.data.tags, key
         for key in EPOCH_METRICS + ["grad_norm/stage1", "grad_norm/stem", "grad_norm/head"]:
-            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, stored_key(key))]
             assert steps == [1, 2], key
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"config.toml", "model_summary.txt", "history.csv"} <= artifacts
@@ -123,7 +124,7 @@ def test_same_seed_gives_the_same_losses(tmp_path, tiny_file):
     runs = all_runs(uri, "tiny")
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     client = MlflowClient(tracking_uri=uri)
-    losses = [[m.value for m in client.get_metric_history(r.info.run_id, "train_loss")] for r in runs]
+    losses = [[m.value for m in client.get_metric_history(r.info.run_id, TRAIN_LOSS)] for r in runs]
     assert losses[0] == losses[1] and len(losses[0]) == 2
 
 
@@ -188,7 +189,7 @@ def test_interrupt_keeps_epochs_marks_killed_and_resumes(tmp_path, tiny_file, ca
     assert "Traceback" not in err and err.count("interrupted: ") == 1, err
     killed = by_status(uri, "tiny", "KILLED")
     assert [r.info.run_id for r in killed] == seen[1:]
-    assert [m.step for m in client.get_metric_history(seen[1], "train_loss")] == [1]  # the epoch done is kept
+    assert [m.step for m in client.get_metric_history(seen[1], TRAIN_LOSS)] == [1]  # the epoch done is kept
     assert [r.info.run_id for r in by_status(uri, "tiny", "FINISHED")] == seen[:1]
     monkeypatch.undo()
     assert cli.main(args) == 0
@@ -215,7 +216,7 @@ def test_a_run_left_running_by_a_dead_process_is_found_and_rerun(tmp_path, tiny_
     assert planned[0].state == "pending"  # its owner is dead, so it is not "running"
     assert cli.main(args) == 0
     assert store.get_run(left).info.status == "KILLED"
-    assert store.metric_history(left, "train_loss")[0].value == 1.0  # what it logged stays
+    assert store.metric_history(left, TRAIN_LOSS)[0].value == 1.0  # what it logged stays
     statuses = sorted(r.info.status for r in all_runs(uri, "tiny"))
     assert statuses == ["FINISHED", "KILLED"]
 
@@ -297,5 +298,5 @@ def test_a_run_cut_short_by_a_stop_is_killed_whatever_exception_the_cut_became(t
             except Terminated:
                 raise SystemError("Objects/listobject.c:338: bad argument to internal function") from None
     (done,) = store.runs(exp)
-    assert done.info.status == "KILLED" and done.data.metrics["train_loss"] == 1.5
+    assert done.info.status == "KILLED" and done.data.metrics[TRAIN_LOSS] == 1.5
     assert "Traceback" not in capfd.readouterr().err

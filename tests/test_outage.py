@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from resnet_bench import cli
 from resnet_bench.tracking import TrackedRun
 
-from .helpers import all_runs, by_status, free_port, mlflow_server, spawn
+from .helpers import TRAIN_LOSS, all_runs, by_status, free_port, mlflow_server, spawn
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ class Relay:
 
 
 def _epochs(uri, run):
-    return [m.step for m in MlflowClient(tracking_uri=uri).get_metric_history(run.info.run_id, "train_loss")]
+    return [m.step for m in MlflowClient(tracking_uri=uri).get_metric_history(run.info.run_id, TRAIN_LOSS)]
 
 
 def _run_of(uri, seed):

@@ -12,6 +12,7 @@ from resnet_bench.train import clear_compiled, train_run
 
 from .helpers import (
     SLOW_RUN,
+    TRAIN_LOSS,
     by_status,
     finished_losses,
     has_tensorflow,
@@ -105,7 +106,7 @@ def test_interrupted_parallel_sweep_keeps_its_epochs_and_plans_both_runs_again(t
     assert by_status(uri, "tiny", "RUNNING") == []
     killed = by_status(uri, "tiny", "KILLED")  # the runs in flight, the epochs they logged kept
     assert sorted(r.data.params["model"] for r in killed) == ["plain8", "resnet8"]
-    assert any(MlflowClient(tracking_uri=uri).get_metric_history(r.info.run_id, "train_loss") for r in killed)
+    assert any(MlflowClient(tracking_uri=uri).get_metric_history(r.info.run_id, TRAIN_LOSS) for r in killed)
     # What the same command would do next is read from the store: train both again, each once.
     # (Planned, not trained: retraining a KILLED run is test_driver's interrupt test, and who
     # claims it test_lease's.)

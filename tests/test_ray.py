@@ -18,7 +18,7 @@ from resnet_bench.driver import run_sweep  # noqa: E402
 from resnet_bench.errors import UserError  # noqa: E402
 from resnet_bench.report import write_report  # noqa: E402
 
-from .helpers import all_runs, finished_losses, mlflow_server, store_uri  # noqa: E402
+from .helpers import TRAIN_LOSS, all_runs, finished_losses, mlflow_server, store_uri  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -114,7 +114,7 @@ def _killed_worker_is_retried_and_its_attempt_marked_killed(tmp_path, server):
         deadline = time.time() + 240
         while time.time() < deadline and not killed:
             for run in all_runs(server, "ray_kill"):
-                if run.info.status == "RUNNING" and client.get_metric_history(run.info.run_id, "train_loss"):
+                if run.info.status == "RUNNING" and client.get_metric_history(run.info.run_id, TRAIN_LOSS):
                     pid = int(run.data.tags["owner_pid"])
                     os.kill(pid, signal.SIGKILL)
                     killed.append(run.info.run_id)

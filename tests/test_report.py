@@ -10,7 +10,7 @@ from scipy import stats
 
 from resnet_bench import cli
 
-from .helpers import all_runs, store_uri
+from .helpers import TRAIN_LOSS, all_runs, store_uri
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +96,7 @@ def _final_losses(uri: str) -> dict[tuple[str, int], float]:
     client = MlflowClient(tracking_uri=uri)
     final = {}
     for run in all_runs(uri, "tiny"):
-        hist = sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
+        hist = sorted(client.get_metric_history(run.info.run_id, TRAIN_LOSS), key=lambda m: m.step)
         final[run.data.params["model"], int(run.data.params["seed"])] = hist[-1].value
     return final
 
@@ -236,6 +236,28 @@ def test_layer_values_are_read_from_profiles_and_from_one_metric_per_layer(tmp_p
         assert list(zip(got["kind"], got["index"], got["value"])) == [
             ("branch_ratio", 1, 0.75), ("response_std", 1, 0.5), ("response_std", 2, 0.25)]  # fmt: skip
     assert set(store.get_run(profiled).data.metrics) == {"response_std", "branch_ratio"}
+
+
+def test_epoch_metrics_are_read_under_their_stored_keys_and_under_the_earlier_names(tmp_path):
+    """Runs log ``loss/train``, ``grad_norm_stem`` ...; runs of earlier versions logged the
+    names themselves (``train_loss``, ``grad_norm/stem``). The report's frame is the same."""
+    from mlflow.entities import Metric
+
+    from resnet_bench.report.frame import load_frames
+    from resnet_bench.tracking import Store
+
+    store = Store(store_uri(tmp_path))
+    exp = store.experiment_id("keys")
+    row = {"epoch": 1, "train_loss": 0.5, "val_accuracy": 0.75, "learning_rate": 0.125, "grad_norm/stem": 2.0}
+    logged = store.create_run(exp, {"run_key": "a"})
+    store.log_epoch(logged, row)
+    assert set(store.get_run(logged).data.metrics) == {"loss/train", "top1/val", "learning_rate", "grad_norm_stem"}
+    earlier = store.create_run(exp, {"run_key": "b"})
+    store.client.log_batch(earlier, metrics=[Metric(k, v, 0, 1) for k, v in row.items() if k != "epoch"])
+    frame, _ = load_frames(store_uri(tmp_path), "keys")
+    for rid in (logged, earlier):
+        got = frame[frame["run_id"] == rid].iloc[0]
+        assert [got[k] for k in row] == [1, 0.5, 0.75, 0.125, 2.0], rid
 
 
 def test_against_a_written_report_says_claim_by_claim_whether_the_runs_agree(reported, capsys):

@@ -54,11 +54,12 @@ def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
                 layers += [(rid, key, m.step, "", m.value) for m in store.metric_history(rid, key)]
             elif parsed := schema.parse_layer_metric(key):  # one metric per layer, logged once
                 layers.append((rid, *parsed, value))
-        keys = [k for k in run.data.metrics if schema.is_epoch_metric(k)]
+        names = {k: schema.metric_name(k) for k in run.data.metrics}
         per_epoch: dict[int, dict] = {}
-        for key in keys:
-            for m in store.metric_history(run.info.run_id, key):
-                per_epoch.setdefault(m.step, {})[key] = m.value
+        for key, name in names.items():
+            if schema.is_epoch_metric(name):
+                for m in store.metric_history(run.info.run_id, key):
+                    per_epoch.setdefault(m.step, {})[name] = m.value
         if not per_epoch:
             rows.append({**base, "epoch": None})
         for epoch in sorted(per_epoch):
