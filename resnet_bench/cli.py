@@ -1,10 +1,9 @@
 """``resnet-bench``: dispatch to a command (:mod:`resnet_bench.commands`), turn user mistakes
 into exit code 2, interrupts into one line, and anything else into a bug report hint.
 
-TensorFlow reads ``TF_ENABLE_ONEDNN_OPTS`` once, at import, so it is set here, where the
-process starts, before any module that imports TensorFlow: oneDNN kernels made CIFAR ResNet
-training 1.25-1.30x faster on the project's 2-core CPU (reports/perf.md, "Settings tried").
-``--no-onednn`` or an explicit ``TF_ENABLE_ONEDNN_OPTS=0`` turns them off.
+TensorFlow reads its environment once, at import, so :func:`resnet_bench.quiet.tensorflow_env`
+sets it here, where the process starts, before any module that imports TensorFlow.
+``--no-onednn`` or an explicit ``TF_ENABLE_ONEDNN_OPTS=0`` turns oneDNN's kernels off.
 """
 
 from __future__ import annotations
@@ -28,10 +27,7 @@ TENSORFLOW_COMMANDS = {c.NAME for c in COMMANDS if c.LOADS_TENSORFLOW}
 
 
 def _setup_env(argv: list[str]) -> None:
-    if "--no-onednn" in argv:
-        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet.tensorflow_env(onednn=False if "--no-onednn" in argv else None)
     # The store's calls wait out an outage themselves, quietly and for one configurable time
     # ($RESNET_BENCH_TRACKING_PATIENCE, tracking._retry); MLflow's own HTTP retries would add
     # minutes of backoff and a warning per attempt on top.

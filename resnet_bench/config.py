@@ -19,39 +19,42 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import inputs
+from . import fields, inputs
 from .errors import UserError
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-from .spec import BOTTLENECK_STRIDES, FAMILIES, FLAVOURS, SHORTCUTS, STEMS, ModelSpec
+from .spec import SHORTCUTS, ModelSpec
 
 SOURCES = ("synthetic", "folder", "cifar10", "arrays")
+PRECISIONS = ("off", "float16", "bfloat16")  # mixed precision: off, or the 16-bit type of the compute
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "synthetic"
+    source: str = fields.choice("synthetic", SOURCES)
     path: str = ""  # folder root, CIFAR-10 folder/.tar.gz, or .npz/.h5 file
-    image_size: int = 32
-    normalization: str = "standardize"  # per-channel mean/std of the train split, or "unit": [0, 1]
+    image_size: int = fields.positive(32)
+    # per-channel mean/std of the train split, or "unit": [0, 1]
+    normalization: str = fields.choice("standardize", ("standardize", "unit"))
     augment: bool = False  # pad 4, random crop, horizontal flip (He et al. CIFAR recipe)
     # synthetic
-    classes: int = 10
-    train_size: int = 2000
-    test_size: int = 1000
-    generator_seed: int = 0  # fixes the data set itself; the repeat seed fixes order only
-    noise: float = 0.1
-    clutter: int = 3
+    classes: int = fields.positive(10)
+    train_size: int = fields.positive(2000)
+    test_size: int = fields.positive(1000)
+    generator_seed: int = fields.non_negative(0)  # fixes the data set itself; the repeat seed fixes order only
+    noise: float = fields.fraction(0.1)
+    clutter: int = fields.non_negative(3)
     # photo folders
-    resize: str = "crop"  # "crop": keep aspect, centre-crop; "squash": stretch to square
-    max_per_class: int = 0  # 0: all; otherwise a seeded subset per class (train split)
-    holdout_fraction: float = 0.2  # single ROOT/<class>/ tree: seeded test fraction
-    max_bad_fraction: float = 0.01
+    # "crop": keep aspect, centre-crop; "squash": stretch to square
+    resize: str = fields.choice("crop", ("crop", "squash"))
+    max_per_class: int = fields.non_negative(0)  # 0: all; otherwise a seeded subset per class (train split)
+    holdout_fraction: float = fields.fraction(0.2)  # single ROOT/<class>/ tree: seeded test fraction
+    max_bad_fraction: float = fields.fraction(0.01)
     # held-out validation carved from the training split (0: validate on the test split)
-    validation_size: int = 0
+    validation_size: int = fields.non_negative(0)
     # array files
     x_key: str = "train_set_x"
     y_key: str = "train_set_y"
@@ -63,36 +66,37 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 32
-    optimizer: str = "adam"  # adam | sgd
-    learning_rate: float = 1e-3
-    momentum: float = 0.9  # sgd only
-    lr_schedule: str = "constant"  # constant | step | cosine
+    epochs: int = fields.positive(5)
+    batch_size: int = fields.positive(32)
+    optimizer: str = fields.choice("adam", ("adam", "sgd"))
+    learning_rate: float = fields.positive(1e-3)
+    momentum: float = fields.fraction(0.9)  # sgd only
+    lr_schedule: str = fields.choice("constant", ("constant", "step", "cosine"))
     lr_boundaries: tuple[int, ...] = ()  # step schedule: iterations at which lr is multiplied
-    lr_decay: float = 0.1
+    lr_decay: float = fields.positive(0.1)
     # He et al.'s warm-up (section 4.2, ResNet-110): the learning rate times warmup_factor for
     # the first warmup_epochs (fractions allowed), then the schedule above. 0: no warm-up.
-    warmup_epochs: float = 0.0
-    warmup_factor: float = 0.1
-    weight_decay: float = 0.0
+    warmup_epochs: float = fields.non_negative(0.0)
+    warmup_factor: float = fields.positive(0.1)
+    weight_decay: float = fields.non_negative(0.0)
     # "decoupled": the optimizer shrinks every weight by lr * wd each step (Keras' form);
     # "l2": wd/2 * |w|^2 of every conv and dense kernel joins the loss (the paper's form), so
     # its gradient wd * w passes through SGD's momentum like the data gradient does.
-    weight_decay_mode: str = "decoupled"
-    loss: str = "categorical"  # categorical (softmax) | binary (one sigmoid unit, 2 classes)
-    label_smoothing: float = 0.0
-    mixed_precision: str = "auto"  # auto | off | float16 | bfloat16
-    jit_compile: str = "auto"  # auto | on | off
+    weight_decay_mode: str = fields.choice("decoupled", ("decoupled", "l2"))
+    # categorical (softmax) | binary (one sigmoid unit, 2 classes)
+    loss: str = fields.choice("categorical", ("categorical", "binary"))
+    label_smoothing: float = fields.fraction(0.0)
+    mixed_precision: str = fields.choice("auto", ("auto", *PRECISIONS))
+    jit_compile: str = fields.choice("auto", ("auto", "on", "off"))
     deterministic: bool = True
-    distribute: str = "none"  # none | mirrored | multi_worker
-    intra_op_threads: int = 0  # TensorFlow's intra-op thread pool; 0: its default (one per core)
-    grad_probe_size: int = 32  # images in the fixed batch for per-stage gradient norms
+    distribute: str = fields.choice("none", ("none", "mirrored", "multi_worker"))
+    intra_op_threads: int = fields.non_negative(0)  # TensorFlow's intra-op thread pool; 0: its default (one per core)
+    grad_probe_size: int = fields.positive(32)  # images in the fixed batch for per-stage gradient norms
     # Training steps per compiled call (Keras' steps_per_execution): small nets on a CPU are
     # dispatch-bound, and k steps per call pay Python's and the executor's overhead once per k
     # (reports/perf.md). Resolved to the largest divisor of the epoch's steps, so an epoch is
     # never lengthened; the same updates in the same order, so the numbers do not change.
-    steps_per_execution: int = 1
+    steps_per_execution: int = fields.positive(1)
     save_weights: bool = False
 
 
@@ -104,12 +108,12 @@ def _model_config() -> type:
     type and default, so a new model option is declared once, in spec.py, and is at once a
     config field (validated, logged, part of the config hash)."""
     hints = typing.get_type_hints(ModelSpec)
-    fields = [
-        (f.name, hints[f.name], field(default=f.default))
+    own = [
+        (f.name, hints[f.name], field(default=f.default, metadata=f.metadata))
         for f in dataclasses.fields(ModelSpec)
         if f.name not in GRID_FIELDS
     ]
-    cls = dataclasses.make_dataclass("ModelConfig", fields, frozen=True)
+    cls = dataclasses.make_dataclass("ModelConfig", own, frozen=True)
     cls.__module__ = __name__  # where pickle (spawned workers) finds it
     return cls
 
@@ -167,56 +171,7 @@ class ExperimentConfig:
         return hashlib.sha256(json.dumps(self.run_config(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-PRECISIONS = ("off", "float16", "bfloat16")  # mixed precision: off, or the 16-bit type of the compute
-
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "model": ModelConfig, "grid": GridConfig}
-
-CHOICES = {
-    "data.source": SOURCES,
-    "data.normalization": ("standardize", "unit"),
-    "data.resize": ("crop", "squash"),
-    "train.optimizer": ("adam", "sgd"),
-    "train.weight_decay_mode": ("decoupled", "l2"),
-    "train.lr_schedule": ("constant", "step", "cosine"),
-    "train.loss": ("categorical", "binary"),
-    "train.mixed_precision": ("auto", *PRECISIONS),
-    "train.jit_compile": ("auto", "on", "off"),
-    "train.distribute": ("none", "mirrored", "multi_worker"),
-    "model.family": FAMILIES + ("auto",),
-    "model.flavour": FLAVOURS,
-    "model.stem": STEMS,
-    "model.bottleneck_stride": BOTTLENECK_STRIDES,
-}
-POSITIVE = {
-    "data.image_size",
-    "data.classes",
-    "data.train_size",
-    "data.test_size",
-    "train.epochs",
-    "train.batch_size",
-    "train.learning_rate",
-    "train.grad_probe_size",
-    "train.steps_per_execution",
-    "train.lr_decay",
-    "train.warmup_factor",
-}
-NON_NEGATIVE = {
-    "data.clutter",
-    "data.max_per_class",
-    "data.validation_size",
-    "data.generator_seed",
-    "train.weight_decay",
-    "train.intra_op_threads",
-    "train.warmup_epochs",
-}
-FRACTIONS = {
-    "data.holdout_fraction",
-    "data.max_bad_fraction",
-    "train.label_smoothing",
-    "data.noise",
-    "model.bn_momentum",
-    "train.momentum",
-}
 
 
 def _coerce(value, hint, where: str):
@@ -258,15 +213,9 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
     for section in SECTIONS:
         obj = getattr(cfg, section)
         for f in dataclasses.fields(obj):
-            key, value = f"{section}.{f.name}", getattr(obj, f.name)
-            if key in CHOICES and value not in CHOICES[key]:
-                raise UserError(f"{origin}: {key} = {value!r} is not one of {', '.join(CHOICES[key])}")
-            if key in POSITIVE and not value > 0:
-                raise UserError(f"{origin}: {key} must be positive, got {value!r}")
-            if key in NON_NEGATIVE and not value >= 0:
-                raise UserError(f"{origin}: {key} must not be negative, got {value!r}")
-            if key in FRACTIONS and not 0 <= value < 1:
-                raise UserError(f"{origin}: {key} must be in [0, 1), got {value!r}")
+            wrong = fields.problem(f"{section}.{f.name}", getattr(obj, f.name), f.metadata)
+            if wrong:
+                raise UserError(f"{origin}: {wrong}")
     g, t, d = cfg.grid, cfg.train, cfg.data
     for name in ("depths", "shortcuts", "zero_init", "seeds"):
         items = getattr(g, name)

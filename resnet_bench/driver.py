@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from . import inputs, runner, scheduler
 from .errors import UserError
+from .pools import PoolOptions, make_pool
+from .scheduler import SweepContext
 from .schema import ENDED_BADLY, FAILED, FINISHED, KILLED, SKIPPED
 from .spec import ModelSpec
 from .tracking import Store
@@ -57,22 +59,17 @@ def plan(cfg, store: Store, pairs, force=False) -> list[PlannedRun]:
 def run_sweep(
     cfg,
     uri: str | None = None,
+    *,
     seeds=None,
     models=None,
     force=False,
     dry_run=False,
-    executor: str = "local",
-    jobs: int | str = "auto",
+    pools: PoolOptions = PoolOptions(),
     echo=print,
-    **executor_options,
 ) -> int:
-    """Run every pending (variant, seed) of ``cfg``; returns the process exit code.
-
-    0 when all runs finished (or were already done), 1 when any failed or was killed.
-    ``jobs`` (local executor) is the number of runs trained side by side in worker processes;
-    ``auto`` fills the machine's cores with runs of ``train.intra_op_threads`` threads each.
-    Interrupts propagate after the runs in flight are marked KILLED.
-    """
+    """Run every pending (variant, seed) of ``cfg`` on the pool ``pools`` describes; returns
+    the process exit code: 0 when all runs finished (or were already done), 1 when any failed
+    or was killed. Interrupts propagate after the runs in flight are marked KILLED."""
     store = Store(uri)  # the CLI has checked it (inputs.tracking_uri); Store translates what MLflow refuses
     planned = plan(cfg, store, select(cfg, seeds, models), force)
     todo = [p for p in planned if p.state != "done"]
@@ -86,35 +83,26 @@ def run_sweep(
         return 0
     if not todo:
         return 0
+    _load_data(cfg, echo)  # bad data fails here, before any run exists
+    ctx = SweepContext(cfg, store.uri, runner.Training(), force, uuid.uuid4().hex[:12], echo)
+    statuses = scheduler.schedule(make_pool(ctx, pools, len(todo)), todo, echo)
+    echo(
+        f"experiment {cfg.name}: {statuses.count(FINISHED)} finished, {statuses.count(FAILED)} failed, "
+        f"{statuses.count(KILLED)} killed, {statuses.count(SKIPPED)} skipped"
+    )
+    return 1 if any(s in ENDED_BADLY for s in statuses) else 0
+
+
+def _load_data(cfg, echo) -> None:
+    """Read the data set once here, so a bad one is told before any run exists, and say what
+    was skipped or read. No TensorFlow in this process yet: the pool's task loads it where runs
+    train (here for --jobs 1, only in the workers otherwise) and sizes its thread pools first."""
     from . import data as data_mod
 
-    # No TensorFlow in this process yet: the pool's task.prepare loads it where runs train
-    # (here for --jobs 1, only in the workers otherwise) and sizes its thread pools first.
-    arrays = data_mod.load(cfg.data)  # bad data fails here, before any run exists
+    arrays = data_mod.load(cfg.data)
     summary = data_mod.skipped_summary(arrays)
     if summary:
         log.warning(summary)
     note = data_mod.files_note(arrays)
     if note:
         echo(note)
-    invocation = uuid.uuid4().hex[:12]
-    task = scheduler.Task(runner.execute_run, runner.prepare_process)
-    if executor == "ray":
-        from .ray_executor import RayPool
-
-        pool = RayPool(cfg, store.uri, force, invocation, echo, task, **executor_options)
-    else:
-        n = scheduler.auto_jobs(cfg.train.intra_op_threads, len(todo)) if jobs == "auto" else int(jobs)
-        if n < 1:
-            raise UserError(f"--jobs must be a positive integer or auto, got {jobs}")
-        if n == 1:
-            pool = scheduler.InProcess(cfg, store.uri, force, invocation, echo, task)
-        else:
-            pool = scheduler.LocalPool(cfg, store.uri, force, invocation, echo, n, store, task)
-    statuses = scheduler.schedule(pool, todo, echo)
-    failed = sum(s in ENDED_BADLY for s in statuses)
-    echo(
-        f"experiment {cfg.name}: {statuses.count(FINISHED)} finished, {statuses.count(FAILED)} failed, "
-        f"{statuses.count(KILLED)} killed, {statuses.count(SKIPPED)} skipped"
-    )
-    return 1 if failed else 0

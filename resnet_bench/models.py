@@ -18,20 +18,7 @@ import re
 import keras
 from keras import layers
 
-from .spec import (  # noqa: F401  (re-exported: the family's table and options live in spec.py)
-    BOTTLENECK_EXPANSION,
-    BOTTLENECK_STRIDES,
-    CIFAR_EXAMPLE_DEPTHS,
-    CIFAR_WIDTHS,
-    FAMILIES,
-    FLAVOURS,
-    IMAGENET_DEPTHS,
-    IMAGENET_WIDTHS,
-    SHORTCUTS,
-    STEMS,
-    ModelSpec,
-    parse_model_name,
-)
+from .spec import BOTTLENECK_EXPANSION, CIFAR_EXAMPLE_DEPTHS, IMAGENET_DEPTHS, ModelSpec
 
 # --------------------------------------------------------------------------------------
 # Layers
@@ -209,6 +196,20 @@ def _stem(ops: _Ops, x, spec: ModelSpec, width: int):
     return layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
 
 
+def _body(ops: _Ops, x, spec: ModelSpec):
+    """The stages of ``spec``'s depth table, block by block: ``stage<s>_block<b>``."""
+    for s, (kind, blocks, filters) in enumerate(spec.stages(), start=1):
+        for b in range(1, blocks + 1):
+            stride = stage_stride(spec, s, kind) if b == 1 else 1
+            name = f"stage{s}_block{b}"
+            if kind == "basic":
+                x = basic_block(ops, x, filters, stride, spec.shortcut, name, spec.zero_init_residual)
+            else:
+                v15 = spec.bottleneck_stride == "v1.5"
+                x = bottleneck_block(ops, x, filters, stride, spec.shortcut, name, spec.zero_init_residual, v15=v15)
+    return x
+
+
 def build_model(
     spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int, binary_head: bool = False
 ) -> keras.Model:
@@ -242,26 +243,9 @@ def build_model(
     if min(h, w) < min_size:
         raise ValueError(f"image size {min(h, w)} is too small for {spec.name}: it needs at least {min_size} pixels")
     ops = _Ops(spec)
-    stages = spec.stages()
     inputs = keras.Input(shape=input_shape, name="image")
-    x = _stem(ops, inputs, spec, stages[0][2] if spec.family == "cifar" else (spec.width or 64))
-    for s, (kind, blocks, filters) in enumerate(stages, start=1):
-        for b in range(1, blocks + 1):
-            stride = stage_stride(spec, s, kind) if b == 1 else 1
-            name = f"stage{s}_block{b}"
-            if kind == "basic":
-                x = basic_block(ops, x, filters, stride, spec.shortcut, name, spec.zero_init_residual)
-            else:
-                x = bottleneck_block(
-                    ops,
-                    x,
-                    filters,
-                    stride,
-                    spec.shortcut,
-                    name,
-                    spec.zero_init_residual,
-                    v15=spec.bottleneck_stride == "v1.5",
-                )
+    x = _stem(ops, inputs, spec, spec.stages()[0][2] if spec.family == "cifar" else (spec.width or 64))
+    x = _body(ops, x, spec)
     if ops.article:
         x = layers.AveragePooling2D(2, name="head_pool")(x)
         x = layers.Flatten(name="head_flatten")(x)

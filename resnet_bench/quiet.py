@@ -18,6 +18,18 @@ import sys
 VERBOSE_ENV = "RESNET_BENCH_VERBOSE"
 
 
+def tensorflow_env(onednn: bool | None = None) -> None:
+    """TensorFlow's environment defaults, for any process that may load it; TensorFlow reads
+    them once, at import, so this comes first. oneDNN's CPU kernels are on unless ``onednn``
+    is False or the user set ``TF_ENABLE_ONEDNN_OPTS``: they made CIFAR ResNet training
+    1.25-1.30x faster on the project's 2-core CPU (reports/perf.md, "Settings tried"). Only
+    TensorFlow's warnings and errors are logged (its INFO lines: see below)."""
+    if onednn is False:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def set_verbose(verbose: bool) -> None:
     """Record the choice where worker processes see it too, and quiet MLflow unless verbose."""
     os.environ[VERBOSE_ENV] = "1" if verbose else "0"

@@ -1,8 +1,8 @@
 """One (variant, seed) from claim to final status: the unit every executor runs.
 
-The in-process executor, the local worker processes and Ray tasks all call
-:func:`execute_run`, so a run is claimed, tracked, and ended FINISHED / FAILED / KILLED the
-same way wherever it trains.
+Every pool (:mod:`resnet_bench.pools`: this process, local worker processes, Ray tasks) calls
+:func:`execute_run` through :class:`Training`, so a run is claimed, tracked, and ended
+FINISHED / FAILED / KILLED the same way wherever it trains.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from . import config as config_mod
 from . import schema
 from .errors import StoreUnavailable
+from .scheduler import SweepContext
 from .schema import FAILED, SKIPPED
 from .spec import ModelSpec
 from .tracking import Store
@@ -117,10 +118,19 @@ def log_dataset(run, cfg, data_info: dict, arrays) -> None:
     run.log_dataset(name, data_info["hash"], "code" if generated else "local", source, schema, profile)
 
 
-def execute_run(
-    cfg, spec: ModelSpec, seed: int, uri: str, force: bool = False, invocation: str = "", label: str = "", echo=print
-) -> str:
-    """Claim, train and track one (variant, seed); returns its final status.
+class Training:
+    """The task of a sweep (:class:`resnet_bench.scheduler.Task`): each run trained and
+    tracked by :func:`execute_run`, in a process prepared by :func:`prepare_process`."""
+
+    def prepare(self, cfg) -> None:
+        prepare_process(cfg)
+
+    def run(self, ctx: SweepContext, spec: ModelSpec, seed: int, *, label: str = "") -> str:
+        return execute_run(ctx, spec, seed, label=label)
+
+
+def execute_run(ctx: SweepContext, spec: ModelSpec, seed: int, *, label: str = "") -> str:
+    """Claim, train and track one (variant, seed) of the sweep ``ctx``; returns its final status.
 
     ``SKIPPED`` when it is finished or another process holds it; otherwise FINISHED, FAILED
     or KILLED as :meth:`~resnet_bench.tracking.Store.tracked_run` decides. Epoch metrics are
@@ -130,13 +140,14 @@ def execute_run(
     from . import data as data_mod
     from .train import train_run
 
-    store = Store(uri)
+    cfg, echo = ctx.cfg, ctx.echo
+    store = Store(ctx.uri)
     arrays = data_mod.load(cfg.data)
     info = data_mod.describe(arrays)
     name = f"{label} {spec.name} seed {seed}"
-    key, tags = cfg.run_key(spec, seed), run_tags(cfg, spec, seed, invocation, info)
+    key, tags = cfg.run_key(spec, seed), run_tags(cfg, spec, seed, ctx.invocation, info)
     try:
-        with store.tracked_run(store.experiment_id(cfg.name), key, tags, force) as run:
+        with store.tracked_run(store.experiment_id(cfg.name), key, tags, ctx.force) as run:
             if run is None:
                 echo(f"{name}: finished or taken by another process, skipped")
                 return SKIPPED

@@ -48,9 +48,14 @@ def on_stop_once(signum, frame) -> None:
     _raise(signum)
 
 
-def ignore() -> None:
+def install(handler) -> None:
+    """``handler`` for both stop signals from now on (a worker process's own policy)."""
     for s in STOP_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+        signal.signal(s, handler)
+
+
+def ignore() -> None:
+    install(signal.SIG_IGN)
 
 
 @contextlib.contextmanager

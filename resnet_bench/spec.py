@@ -11,6 +11,8 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
+from . import fields
+
 # ImageNet-style depth table: depth -> (block kind, blocks per stage). Stage widths are the
 # bottleneck's inner width (64, 128, 256, 512); a bottleneck block outputs 4x that.
 IMAGENET_DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {
@@ -48,16 +50,16 @@ class ModelSpec:
 
     depth: int
     shortcut: str = "A"
-    family: str = "auto"
-    flavour: str = "paper"
-    stem: str = "auto"
+    family: str = fields.choice("auto", (*FAMILIES, "auto"))
+    flavour: str = fields.choice("paper", FLAVOURS)
+    stem: str = fields.choice("auto", STEMS)
     width: int = 0  # 0: the family's own (16 for CIFAR, 64 for ImageNet)
-    bottleneck_stride: str = "v1"
+    bottleneck_stride: str = fields.choice("v1", BOTTLENECK_STRIDES)
     zero_init_residual: bool = False
     # Weight of the old value in BN's moving averages. 0.9 is what the paper's frameworks used
     # (Torch's momentum 0.1, Caffe's 0.9-equivalent); Keras defaults to 0.99, whose averages lag
     # the weights by ~100 steps and so evaluate short trainings with stale statistics.
-    bn_momentum: float = 0.9
+    bn_momentum: float = fields.fraction(0.9)
 
     def __post_init__(self):
         if self.shortcut not in SHORTCUTS:

@@ -21,7 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .models import count_macs, parse_model_name
+from .models import count_macs
+from .spec import parse_model_name
 from .tracking import Store
 
 TRAINING_PASSES = 3  # a trained image costs its forward pass and a backward pass of about twice that
@@ -257,19 +258,20 @@ def default_threads_peak() -> float:
     return _peak_in_fresh_process()
 
 
-def measure_sweep(experiment: str, run_sweep, jobs="auto", overrides=()) -> dict:
+def measure_sweep(experiment: str, sweep, jobs="auto", overrides=()) -> dict:
     """Wall time of a whole sweep as ``resnet-bench run`` does it (worker start-up, data,
     tracing, training, evaluation, logging), in a temporary store, and its share of the peak.
 
-    ``run_sweep`` is :func:`resnet_bench.driver.run_sweep`, passed in by the caller so that
-    this library, which ``gpu-check`` uses too, does not stand on the whole driver."""
+    ``sweep(cfg, uri)`` runs it on ``jobs`` workers and returns the exit code (the caller's
+    :func:`resnet_bench.driver.run_sweep`, passed in so that this library, which ``gpu-check``
+    uses too, does not stand on the whole driver)."""
     from . import config
 
     cfg = config.load(experiment, list(overrides))
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/mlflow.db")
         t = time.perf_counter()
-        code = run_sweep(cfg, store.uri, jobs=jobs, echo=lambda text: None)
+        code = sweep(cfg, store.uri)
         wall = time.perf_counter() - t
         runs = store.runs(store.experiment_id(cfg.name), "attributes.status = 'FINISHED'")
     if code != 0:

@@ -134,7 +134,7 @@ def make_optimizer(t, steps_per_epoch: int):
         return keras.optimizers.SGD(lr, momentum=t.momentum, weight_decay=wd)
     if t.optimizer == "adam":
         return keras.optimizers.Adam(lr, weight_decay=wd)
-    raise ValueError(f"unknown optimizer {t.optimizer!r}")  # config.CHOICES admits only these
+    raise ValueError(f"unknown optimizer {t.optimizer!r}")  # TrainConfig.optimizer admits only these
 
 
 def add_l2_penalty(model: keras.Model, weight_decay: float) -> int:
@@ -179,8 +179,7 @@ class GradientProbe:
     without it). One compiled call and one device sync per epoch keep its cost small.
     """
 
-    def __init__(self, model: keras.Model, loss_fn, batch):
-        self.x, self.y = (tf.constant(a) for a in batch)  # the batch it is traced for
+    def __init__(self, model: keras.Model, loss_fn):
         groups = defaultdict(list)
         for i, v in enumerate(model.trainable_variables):
             groups[stage_of(v.path)].append(i)
@@ -202,8 +201,8 @@ class GradientProbe:
 
         self._norms = norms
 
-    def __call__(self, batch=None) -> dict[str, float]:
-        x, y = (self.x, self.y) if batch is None else (tf.constant(a) for a in batch)
+    def __call__(self, batch) -> dict[str, float]:
+        x, y = (tf.constant(a) for a in batch)
         return {k: float(v) for k, v in self._norms(x, y).items()}
 
 
@@ -313,47 +312,81 @@ class CompiledModel:
     summary: str
 
 
-# One entry per (architecture, input, training settings) in this process, least recently used
-# first. Small: a sweep has a handful of variants, and ImageNet-size models are large.
-_COMPILED: OrderedDict[tuple, CompiledModel] = OrderedDict()
-_COMPILED_MAX = 4
+@dataclass(frozen=True)
+class BuildKey:
+    """What a compiled model depends on: runs with equal keys can share one."""
+
+    spec: ModelSpec
+    shape: tuple  # one image: (height, width, channels)
+    num_classes: int
+    binary: bool  # a single sigmoid unit (train.loss = binary)
+    train: object  # the TrainConfig
+    settings: object  # the resolved DeviceSettings
+    steps: int  # training steps per epoch
+    probes: bool
+    responses: bool
 
 
-def _compile(
-    t, spec, shape, num_classes, binary, settings, steps_per_epoch, probe_batch, probes, responses
-) -> CompiledModel:
+class CompiledCache:
+    """The compiled models of this process, one per :class:`BuildKey`, least recently used
+    first. Small: a sweep has a handful of variants, and ImageNet-size models are large."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._entries: OrderedDict[BuildKey, CompiledModel] = OrderedDict()
+
+    def get(self, key: BuildKey) -> CompiledModel | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: BuildKey, entry: CompiledModel) -> None:
+        self._entries[key] = entry
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+COMPILED = CompiledCache()
+
+
+def _compile(key: BuildKey) -> CompiledModel:
+    t, spec = key.train, key.spec
     with make_strategy(t.distribute).scope():
-        model = build_model(spec, shape, num_classes, binary_head=binary)
+        model = build_model(spec, key.shape, key.num_classes, binary_head=key.binary)
         if t.weight_decay and t.weight_decay_mode == "l2":
             add_l2_penalty(model, t.weight_decay)
-        loss_fn, metric = make_loss(t, num_classes)
-        optimizer = make_optimizer(t, steps_per_epoch)
-        spe = resolve_steps_per_execution(t.steps_per_execution, steps_per_epoch)
+        loss_fn, metric = make_loss(t, key.num_classes)
+        optimizer = make_optimizer(t, key.steps)
+        spe = resolve_steps_per_execution(t.steps_per_execution, key.steps)
         model.compile(
             optimizer=optimizer,
             loss=loss_fn,
             metrics=[metric],
-            jit_compile=settings.jit_compile,
+            jit_compile=key.settings.jit_compile,
             steps_per_execution=spe,
         )
         optimizer.build(model.trainable_variables)  # what fit would do first; built now to snapshot it
     info = {
         **count_params(model),
         "macs": count_macs(model),
-        "device": settings.device,
-        "mixed_precision_resolved": settings.mixed_precision,
+        "device": key.settings.device,
+        "mixed_precision_resolved": key.settings.mixed_precision,
         "jit_compile_resolved": bool(model.jit_compile),  # what Keras compiled, not what was asked
         "steps_per_execution_resolved": spe,
     }
     lines: list[str] = []
     model.summary(print_fn=lambda s, **_: lines.append(s), line_length=110)
-    probe = GradientProbe(model, loss_fn, probe_batch) if probes else None
-    layer_probe = ResponseProbe(model) if responses else None
+    probe = GradientProbe(model, loss_fn) if key.probes else None
+    layer_probe = ResponseProbe(model) if key.responses else None
     start = [tf.identity(v.value) for v in optimizer.variables]
     return CompiledModel(model, optimizer, loss_fn, probe, layer_probe, start, info, "\n".join(lines))
 
 
-def _reset(entry: CompiledModel, spec, shape, num_classes, binary) -> None:
+def _reset(entry: CompiledModel, key: BuildKey) -> None:
     """Give a reused model exactly the state a fresh build with the current seed would have.
 
     The weights come from building the same architecture again, which draws the same initial
@@ -361,18 +394,19 @@ def _reset(entry: CompiledModel, spec, shape, num_classes, binary) -> None:
     seed); building is cheap, tracing is what is saved. The optimizer goes back to step 0 with
     zero slots. Metrics are reset by ``fit`` at every epoch.
     """
-    entry.model.set_weights(build_model(spec, shape, num_classes, binary_head=binary).get_weights())
+    fresh = build_model(key.spec, key.shape, key.num_classes, binary_head=key.binary)
+    entry.model.set_weights(fresh.get_weights())
     for v, value in zip(entry.optimizer.variables, entry.optimizer_start):
         v.assign(value)
 
 
 def clear_compiled() -> None:
     """Forget every compiled model of this process (tests use it to force a fresh build)."""
-    _COMPILED.clear()
+    COMPILED.clear()
 
 
 def train_run(
-    cfg, spec: ModelSpec, seed: int, arrays, on_epoch=None, on_model=None, probes=True, reuse=True, responses=True
+    cfg, spec: ModelSpec, seed: int, arrays, *, on_epoch=None, on_model=None, probes=True, reuse=True, responses=True
 ) -> RunResult:
     """Train ``spec`` on ``arrays`` with the config's training settings and the repeat's seed.
 
@@ -387,8 +421,9 @@ def train_run(
         responses: measure layer responses and residual-branch ratios on the probe batch
             after the last epoch (:mod:`resnet_bench.responses`; off only to measure its cost).
         reuse: reuse a model this process already compiled for the same architecture, input
-            and training settings, reset to this seed's initial state (bit-identical numbers,
-            no second trace). Runs under a distribution strategy always build afresh.
+            and training settings (:data:`COMPILED`), reset to this seed's initial state
+            (bit-identical numbers, no second trace). Runs under a distribution strategy
+            always build afresh.
 
     Raises:
         DivergedError: the loss became NaN or infinite (the epoch is reported first).
@@ -396,12 +431,12 @@ def train_run(
     t = cfg.train
     configure_threads(t.intra_op_threads)
     settings = resolve_device_settings(t)
-    binary = t.loss == "binary"
-    num_classes = len(arrays.classes)
-    shape = tuple(arrays.x_train.shape[1:])
-    steps = pipeline.steps_per_epoch(len(arrays.x_train), t.batch_size)  # known before the pipelines
-    key = (spec, shape, num_classes, binary, t, settings, steps, probes, responses)
-    entry = _COMPILED.get(key) if reuse and t.distribute == "none" else None
+    key = BuildKey(
+        spec, tuple(arrays.x_train.shape[1:]), len(arrays.classes), t.loss == "binary", t, settings,
+        pipeline.steps_per_epoch(len(arrays.x_train), t.batch_size), probes, responses,
+    )  # fmt: skip
+    reuse = reuse and t.distribute == "none"
+    entry = COMPILED.get(key) if reuse else None
     # No keras.backend.clear_session() and, on reuse, no TensorFlow seed: either would drop
     # the compiled functions kept for reuse (see seed_everything).
     seed_everything(seed, t.deterministic, tensorflow_seed=entry is None)
@@ -409,22 +444,23 @@ def train_run(
         "float32" if settings.mixed_precision == "off" else f"mixed_{settings.mixed_precision}"
     )
     pipes = pipeline.make_pipelines(
-        arrays, t.batch_size, seed, cfg.data.normalization, cfg.data.augment, binary, t.grad_probe_size
-    )
+        arrays, t.batch_size, seed, normalization=cfg.data.normalization, augment=cfg.data.augment,
+        binary=key.binary, probe_size=t.grad_probe_size,
+    )  # fmt: skip
     if entry is None:
-        entry = _compile(
-            t, spec, shape, num_classes, binary, settings, pipes.steps_per_epoch, pipes.probe, probes, responses
-        )
-        if reuse and t.distribute == "none":
-            _COMPILED[key] = entry
-            while len(_COMPILED) > _COMPILED_MAX:
-                _COMPILED.popitem(last=False)
+        entry = _compile(key)
+        if reuse:
+            COMPILED.put(key, entry)
     else:
-        _reset(entry, spec, shape, num_classes, binary)
-        _COMPILED.move_to_end(key)
-    model, optimizer = entry.model, entry.optimizer
+        _reset(entry, key)
     if on_model:
-        on_model(model, entry.info)
+        on_model(entry.model, entry.info)
+    return _fit(entry, pipes, t, on_epoch)
+
+
+def _fit(entry: CompiledModel, pipes, t, on_epoch) -> RunResult:
+    """Every epoch of training, recorded, then the layer measurements of the trained net."""
+    model, optimizer = entry.model, entry.optimizer
     probe = (lambda: entry.probe(pipes.probe)) if entry.probe else None
     recorder = EpochRecorder(t.batch_size, on_epoch, probe, lambda: float(np.asarray(optimizer.learning_rate)))
     model.fit(

@@ -5,10 +5,11 @@ import os
 import shutil
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+import pytest
 
-import pytest  # noqa: E402
+from resnet_bench.quiet import tensorflow_env
+
+tensorflow_env()  # as the command line sets it, before any test imports TensorFlow
 
 TINY = """
 name = "tiny"

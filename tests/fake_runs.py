@@ -1,4 +1,4 @@
-"""Stand-ins for a sweep's run function (``scheduler.Task``): importable by spawned workers,
+"""Stand-ins for a sweep's task (``scheduler.Task``): importable by spawned workers,
 free of TensorFlow and MLflow, so the pools' logic is tested in milliseconds.
 
 What a fake run does is read from its seed: 0-99 finish, 100-199 fail, 200-299 kill their
@@ -15,8 +15,8 @@ from resnet_bench.errors import Terminated
 from resnet_bench.schema import FAILED, FINISHED
 
 
-def run(cfg, spec, seed, uri, force, invocation, label, echo) -> str:
-    echo(f"{label} {spec.name} seed {seed}: fake run in pid {os.getpid()}")
+def run(ctx, spec, seed, *, label) -> str:
+    ctx.echo(f"{label} {spec.name} seed {seed}: fake run in pid {os.getpid()}")
     if seed >= 400:
         try:
             os.kill(os.getpid(), signal.SIGTERM)
@@ -40,9 +40,26 @@ def prepare(cfg) -> None:
     PREPARED += 1
 
 
-def report_prepared(cfg, spec, seed, uri, force, invocation, label, echo) -> str:
-    echo(f"prepared {PREPARED} time(s)")
+def report_prepared(ctx, spec, seed, *, label) -> str:
+    ctx.echo(f"prepared {PREPARED} time(s)")
     return FINISHED
+
+
+class Fake:
+    """Each run as :func:`run` reads its seed; :func:`prepare` once per process."""
+
+    def prepare(self, cfg) -> None:
+        prepare(cfg)
+
+    def run(self, ctx, spec, seed, *, label) -> str:
+        return run(ctx, spec, seed, label=label)
+
+
+class ReportsPrepared(Fake):
+    """Each run says how many times its process was prepared."""
+
+    def run(self, ctx, spec, seed, *, label) -> str:
+        return report_prepared(ctx, spec, seed, label=label)
 
 
 def sweep_then_wait(jobs: int) -> None:
@@ -52,11 +69,12 @@ def sweep_then_wait(jobs: int) -> None:
     from types import SimpleNamespace
 
     from resnet_bench.driver import PlannedRun
-    from resnet_bench.scheduler import LocalPool, Task
+    from resnet_bench.pools.local import LocalPool
+    from resnet_bench.scheduler import SweepContext
     from resnet_bench.spec import ModelSpec
 
     cfg = SimpleNamespace(name="fake", train=SimpleNamespace(intra_op_threads=1))
-    pool = LocalPool(cfg, "uri", False, "inv", lambda text: None, jobs, None, Task(run))
+    pool = LocalPool(SweepContext(cfg, "uri", Fake(), echo=lambda text: None), jobs)
     pending = [PlannedRun(ModelSpec(20, family="cifar"), 300 + i, f"k{i}", "pending") for i in range(jobs)]
     while pending:
         pending.remove(pool.start_next(pending, lambda p: ""))

@@ -41,7 +41,7 @@ def test_every_field_can_be_set_from_the_file_and_reaches_the_params_and_the_run
             value = getattr(getattr(base, section), f.name)
             if section == "grid":
                 continue
-            choices = config.CHOICES.get(f"{section}.{f.name}")
+            choices = f.metadata.get("choices")
             if choices:
                 new = next((c for c in choices if c != value), value)
                 if f"{section}.{f.name}" == "train.jit_compile":

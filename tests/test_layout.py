@@ -102,3 +102,45 @@ def test_the_report_and_the_lease_stand_on_no_training_code():
     training = {"resnet_bench.train", "resnet_bench.models", "resnet_bench.data.pipeline", "resnet_bench.runner"}
     for module in ("resnet_bench.report", "resnet_bench.report.render", "resnet_bench.lease", "resnet_bench.scheduler"):
         assert not _reaches(module) & training, module
+
+
+def _functions():
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                yield module, node
+
+
+MAX_FUNCTION_LINES = 60  # from def to its last line, docstring included
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    long = [f"{m}.{f.name}: {f.end_lineno - f.lineno + 1}" for m, f in _functions()
+            if f.end_lineno - f.lineno + 1 > MAX_FUNCTION_LINES]  # fmt: skip
+    assert not long, long
+
+
+SWEEP_WING = ("resnet_bench.driver", "resnet_bench.scheduler", "resnet_bench.runner", "resnet_bench.pools")
+
+
+def test_the_sweep_wing_takes_at_most_five_positional_parameters():
+    """Beyond five, arguments are named (keyword-only) or travel in the sweep's context."""
+    wide = []
+    for module, f in _functions():
+        if module.startswith(SWEEP_WING):
+            positional = [a.arg for a in f.args.posonlyargs + f.args.args if a.arg not in ("self", "cls")]
+            if len(positional) > 5:
+                wide.append(f"{module}.{f.name}({', '.join(positional)})")
+    assert not wide, wide
+
+
+def test_signal_handlers_are_set_in_one_module_and_the_pools_apart_from_the_loop():
+    setters = set()
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "signal.signal":
+                setters.add(module)
+    assert setters == {"resnet_bench.signals"}
+    pools = {m for m in MODULES if m.startswith("resnet_bench.pools.")}
+    assert {p.rpartition(".")[2] for p in pools} == {"inprocess", "local", "ray"}
+    assert not _reaches("resnet_bench.scheduler") & (pools | {"resnet_bench.pools"})

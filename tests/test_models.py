@@ -13,10 +13,10 @@ from resnet_bench.models import (
     build_model,
     count_macs,
     count_params,
-    parse_model_name,
     registry,
     stage_of,
 )
+from resnet_bench.spec import parse_model_name
 
 # torchvision's parameter counts (shortcut B, 224 px, 1000 classes).
 TORCHVISION = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}

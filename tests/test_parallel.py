@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from resnet_bench import cli, config, data, scheduler
+from resnet_bench import cli, config, data, pools
 from resnet_bench.train import clear_compiled, train_run
 
 from .helpers import (
@@ -65,12 +65,12 @@ def test_parallel_sweep_prints_epochs_and_overall_progress(tiny_sweep):
 
 
 def test_auto_jobs_fills_the_cores(monkeypatch):
-    monkeypatch.setattr(scheduler, "available_cores", lambda: 8)
-    assert scheduler.auto_jobs(1, 12) == 8
-    assert scheduler.auto_jobs(2, 12) == 4
-    assert scheduler.auto_jobs(0, 12) == 1  # TensorFlow's default pool takes every core
-    assert scheduler.auto_jobs(1, 3) == 3  # never more workers than runs
-    assert scheduler.auto_jobs(16, 3) == 1
+    monkeypatch.setattr(pools, "available_cores", lambda: 8)
+    assert pools.auto_jobs(1, 12) == 8
+    assert pools.auto_jobs(2, 12) == 4
+    assert pools.auto_jobs(0, 12) == 1  # TensorFlow's default pool takes every core
+    assert pools.auto_jobs(1, 3) == 3  # never more workers than runs
+    assert pools.auto_jobs(16, 3) == 1
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
@@ -79,6 +79,19 @@ def test_bad_jobs_is_one_line_exit_2(tiny_file, tmp_path, capsys, value):
         cli.main(["run", str(tiny_file), "--tracking-uri", store_uri(tmp_path), "--jobs", value])
     assert e.value.code == 2
     assert "--jobs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [(["--address", "auto"], "--address"), (["--gpus-per-run", "1"], "--gpus-per-run"),
+     (["--executor", "ray", "--jobs", "2"], "--jobs")],
+)  # fmt: skip
+def test_an_option_of_the_other_executor_is_one_line_exit_2(tiny_file, tmp_path, capsys, flags, named):
+    """Not silently dropped: a Ray option with the local executor, or --jobs with Ray."""
+    assert cli.main(["run", str(tiny_file), "--tracking-uri", store_uri(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {named} applies to --executor"), err
+    assert not (tmp_path / "db.sqlite").exists()  # nothing planned, no store made
 
 
 def _two_job_sweep_under_way(tmp_path, tiny_file):

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from resnet_bench import cli
-from resnet_bench.models import describe, parse_model_name
+from resnet_bench.models import describe
+from resnet_bench.spec import parse_model_name
 
 pytestmark = pytest.mark.slow
 

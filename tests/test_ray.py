@@ -16,11 +16,13 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from resnet_bench import config  # noqa: E402
 from resnet_bench.driver import run_sweep  # noqa: E402
 from resnet_bench.errors import UserError  # noqa: E402
+from resnet_bench.pools import PoolOptions  # noqa: E402
 from resnet_bench.report import write_report  # noqa: E402
 
 from .helpers import TRAIN_LOSS, all_runs, finished_losses, mlflow_server, store_uri  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
+RAY = PoolOptions(executor="ray")
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +65,14 @@ def test_ray_without_a_cluster_then_sweeps_on_one_and_a_killed_worker(tmp_path, 
 
 
 def _address_with_no_cluster_is_one_line(tmp_path, monkeypatch):
-    from resnet_bench.ray_executor import RayPool
-    from resnet_bench.runner import execute_run
-    from resnet_bench.scheduler import Task
+    from resnet_bench.pools.ray import RayPool
+    from resnet_bench.runner import Training
+    from resnet_bench.scheduler import SweepContext
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     cfg = _tiny(tmp_path, "ray_none")
     with pytest.raises(UserError, match=r"^--address auto: no Ray cluster answers there \(Could not find"):
-        RayPool(cfg, store_uri(tmp_path), False, "inv", print, Task(execute_run), address="auto")
+        RayPool(SweepContext(cfg, store_uri(tmp_path), Training()), address="auto")
 
 
 def _ray_sweep_on_a_tracking_server_equals_the_local_pools(tmp_path, server, tiny_sweep):
@@ -83,7 +85,7 @@ def _ray_sweep_on_a_tracking_server_equals_the_local_pools(tmp_path, server, tin
     shutil.copy(folder / "db.sqlite", tmp_path / "db.sqlite")  # the session's copy is other tests' too
     local, cfg = store_uri(tmp_path), config.load(exp)
     models = ["resnet8", "plain8"]
-    assert run_sweep(cfg, server, models=models, executor="ray") == 0
+    assert run_sweep(cfg, server, models=models, pools=RAY) == 0
     runs = all_runs(server, "tiny")
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     client = MlflowClient(tracking_uri=local)
@@ -92,15 +94,15 @@ def _ray_sweep_on_a_tracking_server_equals_the_local_pools(tmp_path, server, tin
             client.delete_run(run.info.run_id)
     assert finished_losses(server, "tiny") == finished_losses(local, "tiny")
     # Resume rules hold under Ray too: nothing left to schedule.
-    assert run_sweep(cfg, server, models=models, executor="ray") == 0
+    assert run_sweep(cfg, server, models=models, pools=RAY) == 0
     assert len(all_runs(server, "tiny")) == 4
 
     a = write_report(server, "tiny", tmp_path / "ray" / "r.md")
     b = write_report(local, "tiny", tmp_path / "local" / "r.md")
     heads = lambda p: [ln for ln in p.read_text().splitlines() if ln.startswith("#")]  # noqa: E731
     assert heads(tmp_path / "ray" / "r.md") == heads(tmp_path / "local" / "r.md")
-    assert len(a["runs"]) == len(b["runs"]) == 4
-    assert a["figures"] == b["figures"]
+    assert len(a.runs) == len(b.runs) == 4
+    assert a.figures == b.figures
 
 
 def _killed_worker_is_retried_and_its_attempt_marked_killed(tmp_path, server):
@@ -123,7 +125,7 @@ def _killed_worker_is_retried_and_its_attempt_marked_killed(tmp_path, server):
 
     killer = threading.Thread(target=kill_worker_mid_run)
     killer.start()
-    assert run_sweep(cfg, server, seeds=[0], models=["resnet8"], executor="ray") == 0
+    assert run_sweep(cfg, server, seeds=[0], models=["resnet8"], pools=RAY) == 0
     killer.join()
     assert killed, "never saw the run mid-way"
     statuses = {r.info.run_id: r.info.status for r in all_runs(server, "ray_kill")}

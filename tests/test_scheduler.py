@@ -10,7 +10,9 @@ import pytest
 
 from resnet_bench.driver import PlannedRun
 from resnet_bench.errors import Terminated
-from resnet_bench.scheduler import InProcess, LocalPool, Progress, Task, choose, schedule
+from resnet_bench.pools.inprocess import InProcess
+from resnet_bench.pools.local import LocalPool, choose
+from resnet_bench.scheduler import Progress, SweepContext, schedule
 from resnet_bench.schema import FAILED, FINISHED, KILLED
 from resnet_bench.spec import ModelSpec
 
@@ -18,7 +20,11 @@ from . import fake_runs
 from .helpers import ROOT, started, still_running
 
 CFG = SimpleNamespace(name="fake", train=SimpleNamespace(intra_op_threads=1))
-FAKE = Task(fake_runs.run, fake_runs.prepare)
+FAKE = fake_runs.Fake()
+
+
+def sweep(echo=print, task=FAKE) -> SweepContext:
+    return SweepContext(CFG, "uri", task, echo=echo)
 
 
 def planned(*pairs) -> list[PlannedRun]:
@@ -65,7 +71,7 @@ def test_in_process_sweep_runs_everything_in_order_and_prepares_once(monkeypatch
     monkeypatch.setattr(fake_runs, "PREPARED", 0)
     lines = []
     todo = planned((20, 0), (20, 150), (56, 1))
-    pool = InProcess(CFG, "uri", False, "inv", lines.append, FAKE)
+    pool = InProcess(sweep(lines.append))
     assert schedule(pool, todo, lines.append) == [FINISHED, FAILED, FINISHED]
     assert [line for line in lines if line.startswith("[sweep")][-1].startswith("[sweep 3/3 done] resnet56 seed 1")
     assert "[1/3] resnet20 seed 0: started" in lines
@@ -131,7 +137,7 @@ class FakeStore:
 def test_local_workers_run_a_sweep_and_a_dead_worker_is_replaced():
     lines, store = [], FakeStore()
     todo = planned((20, 0), (20, 250), (56, 1), (56, 120))
-    pool = LocalPool(CFG, "uri", False, "inv", lines.append, 2, store, FAKE)
+    pool = LocalPool(sweep(lines.append), 2, store)
     finished = []
     progress = Progress(todo, lines.append)
     original = progress.finished
@@ -149,9 +155,7 @@ def test_local_workers_run_a_sweep_and_a_dead_worker_is_replaced():
 
 def test_every_worker_prepares_once_before_its_runs():
     lines = []
-    pool = LocalPool(
-        CFG, "uri", False, "inv", lines.append, 2, FakeStore(), Task(fake_runs.report_prepared, fake_runs.prepare)
-    )
+    pool = LocalPool(sweep(lines.append, fake_runs.ReportsPrepared()), 2, FakeStore())
     schedule(pool, planned((20, 0), (20, 1), (20, 2)), lines.append)
     assert [line for line in lines if line.startswith("prepared")] == ["prepared 1 time(s)"] * 3
 
@@ -159,7 +163,7 @@ def test_every_worker_prepares_once_before_its_runs():
 def test_closing_on_an_interrupt_ends_the_runs_in_flight_and_every_worker():
     lines, store = [], FakeStore()
     todo = planned((20, 300), (56, 301))  # both run until interrupted
-    pool = LocalPool(CFG, "uri", False, "inv", lines.append, 2, store, FAKE)
+    pool = LocalPool(sweep(lines.append), 2, store)
     pending = list(todo)
     while pending:
         pending.remove(pool.start_next(pending, lambda p: "[x]"))
@@ -181,7 +185,7 @@ def test_an_interrupt_as_the_workers_start_ends_every_one_of_them(capfd):
         if "local worker processes" in line:
             raise KeyboardInterrupt
 
-    pool = LocalPool(CFG, "uri", False, "inv", echo, 2, FakeStore(), FAKE)
+    pool = LocalPool(sweep(echo), 2, FakeStore())
     assert pool.workers == []  # nothing runs before schedule holds the pool
     with pytest.raises(KeyboardInterrupt):
         schedule(pool, planned((20, 0)), echo)
@@ -193,7 +197,7 @@ def test_an_interrupt_as_the_workers_start_ends_every_one_of_them(capfd):
 def test_a_stop_that_surfaces_as_another_exception_ends_the_worker_and_its_run_killed(capfd):
     """A SIGTERM landing inside TensorFlow came out as a SystemError: the run must still end
     KILLED, quietly, and the worker must exit rather than wait for more work."""
-    pool = LocalPool(CFG, "uri", False, "inv", lambda line: None, 1, FakeStore(), FAKE)
+    pool = LocalPool(sweep(lambda line: None), 1, FakeStore())
     (p,) = todo = planned((20, 400))
     lines = []
     pool.echo = lines.append
@@ -217,7 +221,7 @@ def test_a_worker_that_reported_its_run_and_exited_is_taken_at_its_word():
     the run's status is the one reported (FINISHED here), not a death to settle."""
     store = FakeStore()
     lines = []
-    pool = LocalPool(CFG, "uri", False, "inv", lines.append, 1, store, FAKE)
+    pool = LocalPool(sweep(lines.append), 1, store)
     (p,) = todo = planned((20, 0))
     assert pool.start_next(list(todo), lambda p: "[x]") is p
     worker = pool.workers[0]

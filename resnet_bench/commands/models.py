@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from ..models import ModelSpec, describe, parse_model_name, registry
+    from ..models import describe, registry
+    from ..spec import ModelSpec, parse_model_name
 
     options = {"family": args.family, "shortcut": args.shortcut, "flavour": args.flavour}
     try:

@@ -41,8 +41,6 @@ def add_parser(sub) -> None:
 
 
 def to_markdown(result: dict, command: str) -> str:
-    from ..timing import TRAINING_PASSES
-
     env = result["environment"]
     lines = [
         "# Training speed",
@@ -74,44 +72,53 @@ def to_markdown(result: dict, command: str) -> str:
             f"Ours / keras.applications ResNet-50 training throughput: **{result['ratio']:.2f}x** "
             f"(per-window ratios {', '.join(f'{x:.2f}' for x in result['window_ratios'])}).",
         ]
-    p = result.get("pipeline")
-    if p:
-        lines += [
-            "",
-            "## Input pipeline and logging overhead",
-            "",
-            f"- Pipeline alone ({p['experiment']} data): {p['pipeline_images_per_second']:.0f} images/s; "
-            f"training {p['train_model']}: {p['train_images_per_second']:.0f} images/s; ratio "
-            f"**{p['pipeline_to_training_ratio']:.0f}x**.",
-        ]
-        if "folder_decode_images_per_second" in p:
-            lines.append(
-                f"- Photo folder: decoding {p['folder_decode_images_per_second']:.0f} images/s (once per "
-                f"process), then the pipeline {p['folder_pipeline_images_per_second']:.0f} images/s."
-            )
-        lines.append(
-            f"- Epoch time with MLflow logging and gradient probes {p['epoch_seconds_with_logging']:.2f} s, without "
-            f"{p['epoch_seconds_without_logging']:.2f} s: overhead **{p['logging_overhead_percent']:+.1f}%** "
-            "(median epoch-to-epoch period over epochs 2-4 of two interleaved rounds; TensorFlow's default "
-            "threads in this process)."
-        )
-        lines.append(
-            f"- Op determinism: epoch time {p['epoch_seconds_with_logging']:.2f} s with it, "
-            f"{p['epoch_seconds_without_determinism']:.2f} s without: cost **{p['determinism_cost_percent']:+.1f}%**."
-        )
-    sw = result.get("sweep")
-    if sw:
-        lines += [
-            "",
-            "## Whole sweep",
-            "",
-            f"`resnet-bench run {sw['experiment']}` (jobs: {sw['jobs']}) in a temporary store, timed from start to "
-            f"end: {sw['runs']} runs in **{sw['wall_seconds']:.0f} s**, {sw['tflops']:.1f} TFLOP of training and "
-            f"evaluation arithmetic ({TRAINING_PASSES} x 2 x MACs per trained image, 2 x MACs per evaluated one), so "
-            f"{sw['achieved_gflops']:.0f} GFLOP/s: **{sw['percent_of_matmul_peak']:.0f}%** of the float32 matmul "
-            f"peak measured right after it in a fresh process ({sw['peak_gflops']:.0f} GFLOP/s).",
-        ]
+    if result.get("pipeline"):
+        lines += _pipeline_section(result["pipeline"])
+    if result.get("sweep"):
+        lines += _sweep_section(result["sweep"])
     return "\n".join(lines) + "\n"
+
+
+def _pipeline_section(p: dict) -> list[str]:
+    lines = [
+        "",
+        "## Input pipeline and logging overhead",
+        "",
+        f"- Pipeline alone ({p['experiment']} data): {p['pipeline_images_per_second']:.0f} images/s; "
+        f"training {p['train_model']}: {p['train_images_per_second']:.0f} images/s; ratio "
+        f"**{p['pipeline_to_training_ratio']:.0f}x**.",
+    ]
+    if "folder_decode_images_per_second" in p:
+        lines.append(
+            f"- Photo folder: decoding {p['folder_decode_images_per_second']:.0f} images/s (once per "
+            f"process), then the pipeline {p['folder_pipeline_images_per_second']:.0f} images/s."
+        )
+    lines.append(
+        f"- Epoch time with MLflow logging and gradient probes {p['epoch_seconds_with_logging']:.2f} s, without "
+        f"{p['epoch_seconds_without_logging']:.2f} s: overhead **{p['logging_overhead_percent']:+.1f}%** "
+        "(median epoch-to-epoch period over epochs 2-4 of two interleaved rounds; TensorFlow's default "
+        "threads in this process)."
+    )
+    lines.append(
+        f"- Op determinism: epoch time {p['epoch_seconds_with_logging']:.2f} s with it, "
+        f"{p['epoch_seconds_without_determinism']:.2f} s without: cost **{p['determinism_cost_percent']:+.1f}%**."
+    )
+    return lines
+
+
+def _sweep_section(sw: dict) -> list[str]:
+    from ..timing import TRAINING_PASSES
+
+    return [
+        "",
+        "## Whole sweep",
+        "",
+        f"`resnet-bench run {sw['experiment']}` (jobs: {sw['jobs']}) in a temporary store, timed from start to "
+        f"end: {sw['runs']} runs in **{sw['wall_seconds']:.0f} s**, {sw['tflops']:.1f} TFLOP of training and "
+        f"evaluation arithmetic ({TRAINING_PASSES} x 2 x MACs per trained image, 2 x MACs per evaluated one), so "
+        f"{sw['achieved_gflops']:.0f} GFLOP/s: **{sw['percent_of_matmul_peak']:.0f}%** of the float32 matmul "
+        f"peak measured right after it in a fresh process ({sw['peak_gflops']:.0f} GFLOP/s).",
+    ]
 
 
 def main(args) -> int:
@@ -134,8 +141,12 @@ def main(args) -> int:
         result["pipeline"] = measure_pipeline("experiments/shortcut_ablation.toml", args.data or None)
     if args.sweep:
         from ..driver import run_sweep
+        from ..pools import PoolOptions
 
-        result["sweep"] = measure_sweep(args.sweep, run_sweep, args.jobs, args.set)
+        def sweep(cfg, uri: str) -> int:
+            return run_sweep(cfg, uri, pools=PoolOptions(jobs=args.jobs), echo=lambda text: None)
+
+        result["sweep"] = measure_sweep(args.sweep, sweep, args.jobs, args.set)
     command = "resnet-bench " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("resnet-bench") else "resnet-bench perf"
     if args.out:
         out = Path(args.out)

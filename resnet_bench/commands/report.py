@@ -58,19 +58,19 @@ def main(args) -> int:
         command += f" --seeds {','.join(map(str, args.seeds))}"
     ctx = write_report(uri, experiment, out, args.config_hash, args.seeds, command)
     if args.csv:
-        ctx["all_frame"].to_csv(args.csv, index=False)
+        ctx.all_frame.to_csv(args.csv, index=False)
     if args.parquet:
-        ctx["all_frame"].to_parquet(args.parquet, index=False)
+        ctx.all_frame.to_parquet(args.parquet, index=False)
     run_id = log_report_run(uri, experiment, out, ctx)
-    print(f"wrote {out} ({len(ctx['runs'])} runs, {len(ctx['figures'])} figures; logged as run {run_id})")
-    for v in ctx["verdicts"]:
+    print(f"wrote {out} ({len(ctx.runs)} runs, {len(ctx.figures)} figures; logged as run {run_id})")
+    for v in ctx.verdicts:
         print(v.sentence)
     print(f"browse the runs: make ui (or resnet-bench ui {experiment}), then {_address(uri, experiment)}")
     if written is None:
         return 0
     from ..report import render, stats
 
-    agreements = stats.against(ctx["verdicts"], stats.written_verdicts(written))
+    agreements = stats.against(ctx.verdicts, stats.written_verdicts(written))
     for line in render.against_lines(agreements, args.against):
         print(line)
     return 0 if all(a.same_verdict for a in agreements if a.written and a.fresh) else 1

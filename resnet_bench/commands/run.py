@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     from .. import config, driver
+    from ..pools import PoolOptions
 
     cfg = config.load(args.experiment, args.set, args.data)
     uri = inputs.tracking_uri(args.tracking_uri)
@@ -41,16 +42,7 @@ def main(args) -> int:
     # No TensorFlow here: the pool loads it, quietly, in the processes that train (this one
     # only for --jobs 1), so a sweep of worker processes does not pay its import twice.
     models = [m for group in args.models for m in group] if args.models else None
+    pools = PoolOptions(args.executor, args.jobs, args.address, args.gpus_per_run, args.cpus_per_run)
     return driver.run_sweep(
-        cfg,
-        uri,
-        seeds=args.seeds,
-        models=models,
-        force=args.force,
-        dry_run=args.dry_run,
-        executor=args.executor,
-        jobs=args.jobs,
-        address=args.address,
-        gpus_per_run=args.gpus_per_run,
-        cpus_per_run=args.cpus_per_run,
+        cfg, uri, seeds=args.seeds, models=models, force=args.force, dry_run=args.dry_run, pools=pools
     )

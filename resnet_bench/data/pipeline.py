@@ -35,7 +35,6 @@ class Pipelines:
     test: tf.data.Dataset
     probe: tuple[np.ndarray, np.ndarray]  # fixed batch for gradient-norm diagnostics
     steps_per_epoch: int
-    test_steps: int
 
 
 def channel_stats(x: np.ndarray, normalization: str) -> tuple[np.ndarray, np.ndarray]:
@@ -84,6 +83,7 @@ def make_pipelines(
     arrays: Arrays,
     batch_size: int,
     seed: int,
+    *,
     normalization: str = "standardize",
     augment: bool = False,
     binary: bool = False,
@@ -110,6 +110,29 @@ def make_pipelines(
         y = tf.cast(labels, tf.float32)[:, None] if binary else labels
         return x, y
 
+    gather_test = _gather_fn(arrays.x_test)
+    y_test = tf.constant(arrays.y_test)
+    test = (
+        tf.data.Dataset.range(len(arrays.x_test))
+        .batch(batch_size)
+        .map(lambda idx: finish(gather_test(idx), tf.gather(y_test, idx)))
+        .prefetch(2)
+        .with_options(_OPTIONS)
+    )
+    k = min(probe_size, n)
+    px, py = finish(arrays.x_train[:k], arrays.y_train[:k])
+    return Pipelines(
+        train=_train_pipeline(arrays, batch_size, seed, augment, finish),
+        test=test,
+        probe=(np.asarray(px), np.asarray(py)),
+        steps_per_epoch=steps_per_epoch(n, batch_size),
+    )
+
+
+def _train_pipeline(arrays: Arrays, batch_size: int, seed: int, augment: bool, finish) -> tf.data.Dataset:
+    """Endless training batches: each pass over the data in its own seeded order, augmented
+    per batch when asked, then ``finish``ed (normalised, labels shaped)."""
+    n = len(arrays.x_train)
     gather_x = _gather_fn(arrays.x_train)
     y_train = tf.constant(arrays.y_train)
 
@@ -126,7 +149,7 @@ def make_pipelines(
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed, epoch]))
         return tf.data.Dataset.from_tensor_slices(order)
 
-    train = (
+    return (
         tf.data.Dataset.counter()
         .flat_map(epoch_order)
         .batch(batch_size, drop_remainder=True)
@@ -134,22 +157,4 @@ def make_pipelines(
         .map(train_batch, num_parallel_calls=1, deterministic=True)
         .prefetch(2)
         .with_options(_OPTIONS)
-    )
-    gather_test = _gather_fn(arrays.x_test)
-    y_test = tf.constant(arrays.y_test)
-    test = (
-        tf.data.Dataset.range(len(arrays.x_test))
-        .batch(batch_size)
-        .map(lambda idx: finish(gather_test(idx), tf.gather(y_test, idx)))
-        .prefetch(2)
-        .with_options(_OPTIONS)
-    )
-    k = min(probe_size, n)
-    px, py = finish(arrays.x_train[:k], arrays.y_train[:k])
-    return Pipelines(
-        train=train,
-        test=test,
-        probe=(np.asarray(px), np.asarray(py)),
-        steps_per_epoch=steps_per_epoch(n, batch_size),
-        test_steps=-(-len(arrays.x_test) // batch_size),
     )

@@ -19,6 +19,8 @@ uint8, so the same seed and parameters give the same bytes on any machine.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 GENERATOR_VERSION = 1  # bump when the rendering changes, so caches and hashes move with it
@@ -88,55 +90,76 @@ def generate(
     rng = np.random.Generator(np.random.PCG64(seed))
     labels = rng.permutation(np.arange(n) % classes).astype(np.int64)
     # Per-image parameters, drawn up front so chunking cannot change the result.
-    centre = rng.uniform(0.32, 0.68, size=(n, 2))
-    scale = rng.uniform(0.2, 0.34, size=n)
-    angle = rng.uniform(0, 2 * np.pi, size=n)
-    background = rng.uniform(0, 1, size=(n, 3))
-    gradient = rng.normal(0, 0.25, size=(n, 2))
-    foreground = rng.uniform(0, 1, size=(n, 3))
-    blobs_xy = rng.uniform(0, 1, size=(n, clutter, 2))
-    blobs_r = rng.uniform(0.04, 0.12, size=(n, clutter))
-    blobs_rgb = rng.uniform(0, 1, size=(n, clutter, 3))
+    drawn = _Drawn(
+        centre=rng.uniform(0.32, 0.68, size=(n, 2)),
+        scale=rng.uniform(0.2, 0.34, size=n),
+        angle=rng.uniform(0, 2 * np.pi, size=n),
+        background=rng.uniform(0, 1, size=(n, 3)),
+        gradient=rng.normal(0, 0.25, size=(n, 2)),
+        foreground=rng.uniform(0, 1, size=(n, 3)),
+        blobs_xy=rng.uniform(0, 1, size=(n, clutter, 2)),
+        blobs_r=rng.uniform(0.04, 0.12, size=(n, clutter)),
+        blobs_rgb=rng.uniform(0, 1, size=(n, clutter, 3)),
+        labels=labels,
+    )
     # Keep the shape visible: a foreground too close to the background is pushed away.
-    close = np.abs(foreground - background).mean(axis=1) < 0.3
-    foreground[close] = 1.0 - background[close]
+    close = np.abs(drawn.foreground - drawn.background).mean(axis=1) < 0.3
+    drawn.foreground[close] = 1.0 - drawn.background[close]
 
     images = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
-    grid = (np.arange(image_size, dtype=np.float64) + 0.5) / image_size
-    ys, xs = np.meshgrid(grid, grid, indexing="ij")
     chunk = max(1, 2_000_000 // (image_size * image_size))
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
-        m = sl.stop - sl.start
-        dx = xs[None] - centre[sl, 0, None, None]
-        dy = ys[None] - centre[sl, 1, None, None]
-        img = (
-            background[sl, None, None, :]
-            + (gradient[sl, 0, None, None] * (xs[None] - 0.5) + gradient[sl, 1, None, None] * (ys[None] - 0.5))[
-                ..., None
-            ]
-        )
-        for k in range(clutter):
-            d = np.hypot(xs[None] - blobs_xy[sl, k, 0, None, None], ys[None] - blobs_xy[sl, k, 1, None, None])
-            alpha = np.clip((blobs_r[sl, k, None, None] - d) * image_size + 0.5, 0, 1)[..., None]
-            img = img * (1 - alpha) + blobs_rgb[sl, k, None, None, :] * alpha
-        cos, sin = np.cos(angle[sl])[:, None, None], np.sin(angle[sl])[:, None, None]
-        s = scale[sl, None, None]
-        u = (cos * dx + sin * dy) / s
-        v = (-sin * dx + cos * dy) / s
-        dist = np.empty((m, image_size, image_size))
-        fill = np.ones((m, image_size, image_size))
-        lab = labels[sl]
-        for c in np.unique(lab):
-            idx = lab == c
-            dist[idx] = _shape_distance(c % len(SHAPES), u[idx], v[idx])
-            fill[idx] = _pattern(c // len(SHAPES), u[idx], v[idx])
-        # Anti-aliased edge: distance in pixels, half a pixel of ramp each side.
-        alpha = (np.clip(0.5 - dist * s * image_size, 0, 1) * fill)[..., None]
-        img = img * (1 - alpha) + foreground[sl, None, None, :] * alpha
+        img = _render(drawn, sl, image_size)
         img = img + noise * rng.standard_normal(img.shape)
         images[sl] = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
     return images, labels
+
+
+@dataclass
+class _Drawn:
+    """Every random choice of a data set but its pixel noise, one row per image."""
+
+    centre: np.ndarray
+    scale: np.ndarray
+    angle: np.ndarray
+    background: np.ndarray
+    gradient: np.ndarray
+    foreground: np.ndarray
+    blobs_xy: np.ndarray
+    blobs_r: np.ndarray
+    blobs_rgb: np.ndarray
+    labels: np.ndarray
+
+
+def _render(d: _Drawn, sl: slice, image_size: int) -> np.ndarray:
+    """Images ``sl`` without noise, as floats in [0, 1]: a background gradient, clutter
+    blobs, then the class's shape and pattern, anti-aliased."""
+    grid = (np.arange(image_size, dtype=np.float64) + 0.5) / image_size
+    ys, xs = np.meshgrid(grid, grid, indexing="ij")
+    m = sl.stop - sl.start
+    dx = xs[None] - d.centre[sl, 0, None, None]
+    dy = ys[None] - d.centre[sl, 1, None, None]
+    slope = d.gradient[sl, 0, None, None] * (xs[None] - 0.5) + d.gradient[sl, 1, None, None] * (ys[None] - 0.5)
+    img = d.background[sl, None, None, :] + slope[..., None]
+    for k in range(d.blobs_r.shape[1]):
+        dist = np.hypot(xs[None] - d.blobs_xy[sl, k, 0, None, None], ys[None] - d.blobs_xy[sl, k, 1, None, None])
+        alpha = np.clip((d.blobs_r[sl, k, None, None] - dist) * image_size + 0.5, 0, 1)[..., None]
+        img = img * (1 - alpha) + d.blobs_rgb[sl, k, None, None, :] * alpha
+    cos, sin = np.cos(d.angle[sl])[:, None, None], np.sin(d.angle[sl])[:, None, None]
+    s = d.scale[sl, None, None]
+    u = (cos * dx + sin * dy) / s
+    v = (-sin * dx + cos * dy) / s
+    dist = np.empty((m, image_size, image_size))
+    fill = np.ones((m, image_size, image_size))
+    lab = d.labels[sl]
+    for c in np.unique(lab):
+        idx = lab == c
+        dist[idx] = _shape_distance(c % len(SHAPES), u[idx], v[idx])
+        fill[idx] = _pattern(c // len(SHAPES), u[idx], v[idx])
+    # Anti-aliased edge: distance in pixels, half a pixel of ramp each side.
+    alpha = (np.clip(0.5 - dist * s * image_size, 0, 1) * fill)[..., None]
+    return img * (1 - alpha) + d.foreground[sl, None, None, :] * alpha
 
 
 def class_names(classes: int) -> list[str]:

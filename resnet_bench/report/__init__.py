@@ -12,9 +12,10 @@ from pathlib import Path
 from ..errors import UserError
 from ..schema import ENDED_BADLY, FINISHED, RUNNING
 from . import render, stats
+from .context import ReportContext
 from .frame import load_frames
 
-__all__ = ["build_context", "write_report", "load_frames", "log_report_run"]
+__all__ = ["ReportContext", "build_context", "write_report", "load_frames", "log_report_run"]
 
 
 def _expected_runs(first) -> int:
@@ -28,7 +29,7 @@ def _expected_runs(first) -> int:
 
 def build_context(
     frame, experiment: str, config_hash=None, seeds=None, figure_dir="figures", command="", layers=None
-) -> dict:
+) -> ReportContext:
     """Everything the renderers need, computed from the tidy frames (pure, no I/O).
 
     ``layers`` is the layer-measurement frame of :func:`frame.load_frames` (None: no Fig. 7)."""
@@ -44,54 +45,50 @@ def build_context(
         raise UserError(f"experiment {experiment!r} has no FINISHED runs yet (configuration {config_hash})")
     first = sel.drop_duplicates("run_id")
     done_pairs = set(zip(runs["model"], runs["seed"]))
-    running = first[(first["status"] == RUNNING)]
-    excluded = first[first["status"].isin(ENDED_BADLY)]
     expected = _expected_runs(first) if not seeds else len(runs["model"].unique()) * len(seeds)
-    return {
-        "experiment": experiment,
-        "frame": used,
-        "runs": runs,
-        "config_hash": config_hash,
-        "other_configs": int(frame.drop_duplicates("run_id")["config_hash"].ne(config_hash).sum()),
-        "pending": max(0, expected - len(done_pairs)),
-        "running": len(running),
-        "excluded": len(excluded),
-        "index": first.sort_values(["model", "seed", "start_time"])[
+    described = first.sort_values("start_time")["description"].dropna()
+    return ReportContext(
+        experiment=experiment,
+        frame=used,
+        runs=runs,
+        config_hash=config_hash,
+        other_configs=int(frame.drop_duplicates("run_id")["config_hash"].ne(config_hash).sum()),
+        pending=max(0, expected - len(done_pairs)),
+        running=int((first["status"] == RUNNING).sum()),
+        excluded=int(first["status"].isin(ENDED_BADLY).sum()),
+        index=first.sort_values(["model", "seed", "start_time"])[
             ["model", "seed", "run_id", "status", "failure_reason"]
         ],
-        "summary": stats.summary(runs),
-        "shortcut": stats.shortcut_effects(runs),
-        "depth": stats.depth_effects(runs),
-        "verdicts": stats.verdicts(runs),
-        "trends": stats.depth_trends(runs),
-        "crossings": stats.crossings(used, runs),
-        "zero_init": stats.zero_init_costs(runs),
-        "responses": stats.response_table(runs),
-        "profiles": stats.layer_profiles(layers, runs) if layers is not None else None,
-        "published": stats.published_comparison(runs, str(first["data_source"].iloc[0]), str(first["family"].iloc[0])),
-        "figure_dir": figure_dir,
-        "command": command,
-        "figures": {},
-        "description": first.sort_values("start_time")["description"].dropna().iloc[-1]
-        if first["description"].notna().any()
-        else "",
-    }
+        summary=stats.summary(runs),
+        shortcut=stats.shortcut_effects(runs),
+        depth=stats.depth_effects(runs),
+        verdicts=stats.verdicts(runs),
+        trends=stats.depth_trends(runs),
+        crossings=stats.crossings(used, runs),
+        zero_init=stats.zero_init_costs(runs),
+        responses=stats.response_table(runs),
+        profiles=stats.layer_profiles(layers, runs) if layers is not None else None,
+        published=stats.published_comparison(runs, str(first["data_source"].iloc[0]), str(first["family"].iloc[0])),
+        figure_dir=figure_dir,
+        command=command,
+        description=described.iloc[-1] if len(described) else "",
+    )
 
 
-def write_report(uri: str, experiment: str, out: Path, config_hash=None, seeds=None, command="") -> dict:
+def write_report(uri: str, experiment: str, out: Path, config_hash=None, seeds=None, command="") -> ReportContext:
     """Write ``out`` and its figures (``figures/<experiment>/`` beside it); returns the context."""
     frame, layers = load_frames(uri, experiment)
     out = Path(out)
     fig_rel = f"figures/{out.stem}"
     ctx = build_context(frame, experiment, config_hash, seeds, fig_rel, command, layers)
-    ctx["figures"] = render.figures(ctx["frame"], ctx["runs"], out.parent / fig_rel, ctx["profiles"])
+    ctx.figures = render.figures(ctx.frame, ctx.runs, out.parent / fig_rel, ctx.profiles)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render.markdown(ctx))
-    ctx["all_frame"] = frame
+    ctx.all_frame = frame
     return ctx
 
 
-def log_report_run(uri: str, experiment: str, out: Path, ctx: dict) -> str:
+def log_report_run(uri: str, experiment: str, out: Path, ctx: ReportContext) -> str:
     """The report's Markdown and figures as artifacts of a small run in the experiment.
 
     Tagged ``bench_report`` and without a ``run_key``, so neither a sweep nor a report ever
@@ -101,12 +98,12 @@ def log_report_run(uri: str, experiment: str, out: Path, ctx: dict) -> str:
 
     store = Store(uri)
     exp_id = store.experiment_id(experiment, create=False)
-    verdicts = {"verdict/" + v.claim.replace(" (", "/").replace(")", ""): v.outcome for v in ctx["verdicts"]}
-    tags = {"bench_report": "true", "config_hash": ctx["config_hash"], "mlflow.runName": f"report-{out.stem}"}
+    verdicts = {"verdict/" + v.claim.replace(" (", "/").replace(")", ""): v.outcome for v in ctx.verdicts}
+    tags = {"bench_report": "true", "config_hash": ctx.config_hash, "mlflow.runName": f"report-{out.stem}"}
     run_id = store.create_run(exp_id, tags)
-    store.log_params(run_id, {"runs_used": len(ctx["runs"]), "report_file": str(out), **verdicts})
+    store.log_params(run_id, {"runs_used": len(ctx.runs), "report_file": str(out), **verdicts})
     store.log_artifact(run_id, str(out))
-    for name in ctx["figures"].values():
-        store.log_artifact(run_id, str(out.parent / ctx["figure_dir"] / name), artifact_path="figures")
+    for name in ctx.figures.values():
+        store.log_artifact(run_id, str(out.parent / ctx.figure_dir / name), artifact_path="figures")
     store.end(run_id, FINISHED)
     return run_id

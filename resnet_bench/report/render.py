@@ -20,6 +20,7 @@ import pandas as pd  # noqa: E402
 from .. import schema  # noqa: E402
 from ..schema import FINISHED, RUNNING  # noqa: E402
 from . import stats  # noqa: E402
+from .context import ReportContext  # noqa: E402
 
 PNG_META = {"Software": None}
 plt.rcParams.update({"figure.dpi": 100})
@@ -204,8 +205,8 @@ def _unique(frame: pd.DataFrame, col: str) -> str:
     return ", ".join(vals) if vals else "unknown"
 
 
-def _trend_section(ctx: dict) -> list[str]:
-    trends = ctx["trends"]
+def _trend_section(ctx: ReportContext) -> list[str]:
+    trends = ctx.trends
     if not trends:
         return []
     L = [
@@ -224,8 +225,8 @@ def _trend_section(ctx: dict) -> list[str]:
     return L + [""]
 
 
-def _crossing_section(ctx: dict) -> list[str]:
-    rows = ctx["crossings"]
+def _crossing_section(ctx: ReportContext) -> list[str]:
+    rows = ctx.crossings
     if not rows:
         return []
     L = [
@@ -246,11 +247,11 @@ def _crossing_section(ctx: dict) -> list[str]:
     return L + [""]
 
 
-def _claims_section(ctx: dict) -> list[str]:
+def _claims_section(ctx: ReportContext) -> list[str]:
     """The report's answer first: Fig. 6's three claims on training loss with the paper's
     initialisation, and where depth starts to pay; the tables below hold the rest."""
     wanted = [name for name, _, _ in (stats.DEGRADATION, stats.SHORTCUT, stats.RESIDUAL_DEPTH)]
-    by_claim = {v.claim: v for v in ctx["verdicts"]}
+    by_claim = {v.claim: v for v in ctx.verdicts}
     L = ["## The three claims", ""]
     for name in wanted:
         v = by_claim.get(name)
@@ -260,10 +261,10 @@ def _claims_section(ctx: dict) -> list[str]:
         d = v.estimate
         numbers = f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}], p = {d.p:.3g}" if d.has_stats else f"{d.mean:+.3f}"
         L.append(f"- **{name}**: {v.outcome}. {d.a} − {d.b}, final training loss {numbers}, n = {d.n}")
-    runs = ctx["runs"]
+    runs = ctx.runs
     depth = dict(zip(runs["model"], runs["depth"]))
     zero_init = dict(zip(runs["model"], runs["zero_init"])) if "zero_init" in runs else {}
-    paper = [c for c in ctx["crossings"] if not zero_init.get(c.deep, False)]
+    paper = [c for c in ctx.crossings if not zero_init.get(c.deep, False)]
     if paper:
         c = max(paper, key=lambda c: depth[c.deep] - depth[c.shallow])  # the deepest against the shallowest
         every = f"from epoch {c.epoch} in every seed" if c.epoch else f"in no seed within {c.epochs} epochs"
@@ -273,8 +274,8 @@ def _claims_section(ctx: dict) -> list[str]:
     return L + ["", "Rule, validation accuracy and every other claim: section Verdict below.", ""]
 
 
-def _zero_init_section(ctx: dict) -> list[str]:
-    costs = ctx["zero_init"]
+def _zero_init_section(ctx: ReportContext) -> list[str]:
+    costs = ctx.zero_init
     if not costs:
         return []
     L = [
@@ -293,12 +294,8 @@ def _zero_init_section(ctx: dict) -> list[str]:
     return L + [""]
 
 
-def _is_fig7(v: stats.Verdict) -> bool:
-    return v.claim.startswith((stats.RESPONSES[0], stats.BRANCHES[0]))
-
-
-def _response_section(ctx: dict) -> list[str]:
-    rows = ctx.get("responses") or []
+def _response_section(ctx: ReportContext) -> list[str]:
+    rows = ctx.responses or []
     if not rows:
         return []
     L = [
@@ -320,7 +317,7 @@ def _response_section(ctx: dict) -> list[str]:
         ratio = _pm(r["median_branch_ratio"]) if r["median_branch_ratio"] else "—"
         L.append(f"| {r['model']} | {r['n']} | {_pm(r['median_response_std'])} | {ratio} |")
     L += [""]
-    fig7 = [v for v in ctx["verdicts"] if _is_fig7(v)]
+    fig7 = [v for v in ctx.verdicts if v.figure == "fig7"]
     L += [f"- {v.sentence}" for v in fig7] or [
         "No Fig. 7 claim can be decided: the runs lack a plain/residual "
         "pair or two residual depths with the paper's initialisation."
@@ -349,21 +346,21 @@ def _classes(first: pd.DataFrame) -> str:
     return f" ({shown})"
 
 
-def _header(ctx: dict) -> list[str]:
+def _header(ctx: ReportContext) -> list[str]:
     """Title, how to regenerate, and the provenance of the runs used."""
-    frame, runs = ctx["frame"], ctx["runs"]
+    frame, runs = ctx.frame, ctx.runs
     first = frame.drop_duplicates("run_id")
-    L = [f"# Report: {ctx['experiment']}", ""]
+    L = [f"# Report: {ctx.experiment}", ""]
     L += [
         "_Generated from the MLflow tracking store by `resnet_bench`; numbers, tables, figures and "
         "verdicts are computed, not written by hand._",
         "",
-        f"- **Regenerate**: `{ctx['command']}`",
+        f"- **Regenerate**: `{ctx.command}`",
         f"- **Runs**: {len(runs)} finished runs used ({runs['seed'].nunique() if len(runs) else 0} seeds: "
-        f"{', '.join(map(str, sorted(runs['seed'].unique())))}), {ctx['pending']} pending "
-        f"({ctx['running']} running now), "
-        f"{ctx['excluded']} failed/killed excluded; configuration `{ctx['config_hash']}`"
-        + (f" ({ctx['other_configs']} runs of other configurations ignored)" if ctx["other_configs"] else ""),
+        f"{', '.join(map(str, sorted(runs['seed'].unique())))}), {ctx.pending} pending "
+        f"({ctx.running} running now), "
+        f"{ctx.excluded} failed/killed excluded; configuration `{ctx.config_hash}`"
+        + (f" ({ctx.other_configs} runs of other configurations ignored)" if ctx.other_configs else ""),
         f"- **Dates** (UTC): {first['start_time'].min():%Y-%m-%d %H:%M} to {first['start_time'].max():%Y-%m-%d %H:%M}",
         f"- **Data**: source `{_unique(first, 'data_source')}`{_files(first)}, hash `{_unique(first, 'data_hash')}`, "
         f"{_unique(first, 'data_train_count')} train / {_unique(first, 'data_test_count')} test images, "
@@ -380,12 +377,12 @@ def _header(ctx: dict) -> list[str]:
         f"- **Code**: git {_unique(first, 'git_commit')} (dirty: {_unique(first, 'git_dirty')})",
         "",
     ]
-    if ctx.get("description"):
-        L += [ctx["description"], ""]
+    if ctx.description:
+        L += [ctx.description, ""]
     return L
 
 
-def _summary_section(ctx: dict) -> list[str]:
+def _summary_section(ctx: ReportContext) -> list[str]:
     L = [
         "## Summary",
         "",
@@ -396,7 +393,7 @@ def _summary_section(ctx: dict) -> list[str]:
         "best val acc | final val acc | step (ms) | images/s |",
         "|" + "---|" * 12,
     ]
-    for r in ctx["summary"]:
+    for r in ctx.summary:
         L.append(
             f"| {r['model']} | {r['depth']} | {r['shortcut']} | {r['params']:,} | {r['macs'] / 1e6:.1f}M | {r['n']} | "
             f"{_pm(r['final_train_loss'])} | {_pm(r['final_train_accuracy'])} | {_pm(r['best_val_accuracy'])} | "
@@ -405,7 +402,7 @@ def _summary_section(ctx: dict) -> list[str]:
     return L + [""]
 
 
-def _shortcut_section(ctx: dict) -> list[str]:
+def _shortcut_section(ctx: ReportContext) -> list[str]:
     L = [
         "## Shortcut effect",
         "",
@@ -416,11 +413,11 @@ def _shortcut_section(ctx: dict) -> list[str]:
         "| depth | comparison | n | Δ final train loss | 95% CI | p | Δ final val acc | 95% CI | p |",
         "|" + "---|" * 9,
     ]
-    L += [f"| {depth} | {_row(c)} |" for depth, c in ctx["shortcut"]]
+    L += [f"| {depth} | {_row(c)} |" for depth, c in ctx.shortcut]
     return L + [""]
 
 
-def _degradation_section(ctx: dict) -> list[str]:
+def _degradation_section(ctx: ReportContext) -> list[str]:
     """The pairwise deep-vs-shallow table, then every verdict but Fig. 7's."""
     L = [
         "## Degradation check",
@@ -432,14 +429,14 @@ def _degradation_section(ctx: dict) -> list[str]:
         "| nets | comparison | n | Δ final train loss | 95% CI | p | Δ final val acc | 95% CI | p |",
         "|" + "---|" * 9,
     ]
-    L += [f"| {label} | {_row(c)} |" for label, c in ctx["depth"].items()]
+    L += [f"| {label} | {_row(c)} |" for label, c in ctx.depth.items()]
     L += ["", "### Verdict", "", f"Rule: {stats.VERDICT_RULE}", ""]
-    if not ctx["verdicts"]:
+    if not ctx.verdicts:
         L.append("No claim can be decided: the runs lack a shallow/deep or plain/residual pair.")
-    if ctx["runs"]["seed"].nunique() < 2:
+    if ctx.runs["seed"].nunique() < 2:
         L.append("Statistics are not available: fewer than 2 seeds finished.")
         L.append("")
-    L += [f"- {v.sentence}" for v in ctx["verdicts"] if not _is_fig7(v)]  # Fig. 7's stand in their own section
+    L += [f"- {v.sentence}" for v in ctx.verdicts if v.figure != "fig7"]  # Fig. 7's stand in their own section
     return L + [""]
 
 
@@ -457,15 +454,15 @@ CAPTIONS = {
 }
 
 
-def _figures_section(ctx: dict) -> list[str]:
+def _figures_section(ctx: ReportContext) -> list[str]:
     L = ["## Figures", ""]
-    for name, file in ctx["figures"].items():
-        L += [f"![{name}]({ctx['figure_dir']}/{file})", "", CAPTIONS[name], ""]
+    for name, file in ctx.figures.items():
+        L += [f"![{name}]({ctx.figure_dir}/{file})", "", CAPTIONS[name], ""]
     return L
 
 
-def _published_section(ctx: dict) -> list[str]:
-    if not ctx["published"]:
+def _published_section(ctx: ReportContext) -> list[str]:
+    if not ctx.published:
         return []
     L = [
         "## Comparison with published numbers",
@@ -475,15 +472,15 @@ def _published_section(ctx: dict) -> list[str]:
         "| variant | n | ours | paper | difference |",
         "|---|---|---|---|---|",
     ]
-    for p in ctx["published"]:
+    for p in ctx.published:
         L.append(f"| {p['model']} | {p['n']} | {p['ours']:.2f} | {p['paper']:.2f} | {p['difference']:+.2f} |")
     return L + [""]
 
 
-def _run_index_section(ctx: dict) -> list[str]:
+def _run_index_section(ctx: ReportContext) -> list[str]:
     L = ["## Run index", "", "| variant | seed | run id | status | note |", "|---|---|---|---|---|"]
-    used = set(ctx["runs"]["run_id"])
-    for r in ctx["index"].itertuples():
+    used = set(ctx.runs["run_id"])
+    for r in ctx.index.itertuples():
         note = "used" if r.run_id in used else (r.failure_reason or "superseded by a later run")
         if r.status != FINISHED and not r.failure_reason:
             note = "in progress" if r.status == RUNNING else r.status.lower()
@@ -507,7 +504,7 @@ SECTIONS = (
 )
 
 
-def markdown(ctx: dict) -> str:
+def markdown(ctx: ReportContext) -> str:
     """The report text from an aggregated context (see ``report.build_context``): its sections
     in order, each rendered by its own function."""
     return "\n".join(line for section in SECTIONS for line in section(ctx))

@@ -293,6 +293,7 @@ class Verdict:
     outcome: str
     sentence: str
     estimate: Estimate | None = None  # the paired difference or slope the outcome rests on
+    figure: str = "fig6"  # the figure of He et al. whose claim it decides: fig6 (training) or fig7 (responses)
 
 
 def _fmt_diff(d: Paired) -> str:
@@ -313,7 +314,7 @@ TRENDS = {
 }
 
 
-def _decide(title: str, d: Paired, reading: str, metric: str, sign: int, where: str = "") -> Verdict:
+def _decide(title: str, d: Paired, reading: str, metric: str, sign: int, *, where="", figure="fig6") -> Verdict:
     """One paired difference decided by :data:`VERDICT_RULE`, with the sentence that says so."""
     o = outcome(d, sign)
     return Verdict(
@@ -322,6 +323,7 @@ def _decide(title: str, d: Paired, reading: str, metric: str, sign: int, where: 
         f"{title}: {o}. {d.a} vs {d.b}{where} ({reading}), {metric} {_fmt_diff(d)}; "
         f"claimed: {'>' if sign > 0 else '<'} 0.",
         d,
+        figure,
     )
 
 
@@ -331,7 +333,7 @@ def _verdict(claim, comparison: Comparison, validation: bool, where: str = "") -
     sign = -sign if validation else sign
     metric = "final validation accuracy" if validation else "final training loss"
     init = " (zero-init departure)" if "zero-init" in comparison.label else ""
-    return _decide(f"{name}{init}{' (validation)' if validation else ''}", d, reading, metric, sign, where)
+    return _decide(f"{name}{init}{' (validation)' if validation else ''}", d, reading, metric, sign, where=where)
 
 
 def trend_verdict(trend: Trend) -> Verdict:
@@ -513,7 +515,7 @@ def response_verdicts(runs: pd.DataFrame) -> list[Verdict]:
         if plain and res:
             d = paired(runs, plain, res, col)
             if d.n:
-                out.append(_decide(f"{name} at depth {depth}", d, reading, metric, sign))
+                out.append(_decide(f"{name} at depth {depth}", d, reading, metric, sign, figure="fig7"))
     depths = sorted(d for d, r, z in names if r and not z)
     if len(depths) >= 2:
         name, reading, metric, sign = BRANCHES
@@ -521,7 +523,7 @@ def response_verdicts(runs: pd.DataFrame) -> list[Verdict]:
             runs, names[(depths[-1], True, False)], names[(depths[0], True, False)], LAYER_SUMMARIES["branch_ratio"]
         )
         if d.n:
-            out.append(_decide(name, d, reading, metric, sign))
+            out.append(_decide(name, d, reading, metric, sign, figure="fig7"))
     return out
 
 

@@ -1,36 +1,34 @@
 """``--executor ray``: each pending (variant, seed) becomes a Ray task.
 
 Ray schedules and retries; MLflow (a shared tracking server for several machines) holds the
-results. Tasks claim runs exactly as local sweeps do (create, then check for an older live
-run with the same key; see :mod:`resnet_bench.tracking`), so two sweeps, or a sweep and a
-retry, never train the same run at once. When a worker dies, Ray retries its task
-(``max_retries``); the retry finds the earlier attempt RUNNING under the same invocation with
-a dead owner and marks it KILLED before training again. The sweep loop itself is
-:func:`resnet_bench.scheduler.schedule`, shared with local runs.
+results. Tasks claim runs exactly as local sweeps do (the lease of
+:mod:`resnet_bench.lease`), so two sweeps, or a sweep and a retry, never train the same run at
+once. When a worker dies, Ray retries its task (``max_retries``); the retry finds the earlier
+attempt RUNNING under the same invocation with a dead owner and marks it KILLED before
+training again.
 """
 
 from __future__ import annotations
 
-import os
-
-from . import inputs
-from .errors import UserError
-from .schema import FAILED
+from .. import inputs, quiet
+from ..errors import UserError
+from ..scheduler import SweepContext
+from ..schema import FAILED
 
 MAX_RETRIES = 2
 
 
-def _task(task, cfg, spec, seed, uri, force, invocation, label):
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    task.prepare(cfg)
-    return task.run(cfg, spec, seed, uri, force, invocation, label, print)
+def _task(ctx: SweepContext, spec, seed: int, label: str) -> str:
+    """One run on a Ray worker, its lines on the worker's stdout (Ray forwards them)."""
+    quiet.tensorflow_env()
+    ctx.task.prepare(ctx.cfg)
+    return ctx.task.run(ctx, spec, seed, label=label)
 
 
 class RayPool:
     """Every pending run is submitted at once; Ray queues them on the cluster's resources."""
 
-    def __init__(self, cfg, uri, force, invocation, echo, task, address=None, gpus_per_run=0, cpus_per_run=1):
+    def __init__(self, ctx: SweepContext, *, address=None, gpus_per_run: float = 0, cpus_per_run: float = 1):
         ray = inputs.require("ray", "--executor ray", "ray")
         self.ray = ray
         self.started_here = not ray.is_initialized()
@@ -41,15 +39,14 @@ class RayPool:
                 reason = str(e).splitlines()[0]
                 raise UserError(f"--address {address}: no Ray cluster answers there ({reason})") from None
         self.remote = ray.remote(max_retries=MAX_RETRIES, num_cpus=cpus_per_run, num_gpus=gpus_per_run)(_task)
-        self.task, self.args = task, (cfg, uri, force, invocation)
+        self.echo = ctx.echo
+        self._shipped = _shipped(ctx)
         self.refs: dict = {}
-        self.echo = echo
-        echo(f"Ray cluster with {ray.cluster_resources().get('CPU', 0):.0f} CPUs")
+        ctx.echo(f"Ray cluster with {ray.cluster_resources().get('CPU', 0):.0f} CPUs")
 
     def start_next(self, pending, label):
         p = pending[0]
-        cfg, uri, force, invocation = self.args
-        ref = self.remote.remote(self.task, cfg, p.spec, p.seed, uri, force, invocation, f"[ray] {label(p)}")
+        ref = self.remote.remote(self._shipped, p.spec, p.seed, f"[ray] {label(p)}")
         self.refs[ref] = p
         return p
 
@@ -75,3 +72,10 @@ class RayPool:
                 self.ray.cancel(ref)
         if self.started_here:
             self.ray.shutdown()
+
+
+def _shipped(ctx: SweepContext) -> SweepContext:
+    """The context as a Ray task receives it: lines go to the worker's stdout."""
+    import dataclasses
+
+    return dataclasses.replace(ctx, echo=print)

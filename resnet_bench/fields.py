@@ -1,0 +1,55 @@
+"""Validation rules declared beside the config fields they govern.
+
+A field made by one of these helpers carries its rule in its dataclass metadata;
+:func:`problem` reads it back, so ``config`` checks every field of every section the same way
+and a new option states its limits where it is declared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import field
+
+
+def choice(default, options):
+    """One of ``options``."""
+    return field(default=default, metadata={"choices": tuple(options)})
+
+
+def positive(default):
+    """A number above zero."""
+    return field(default=default, metadata={"bound": "positive"})
+
+
+def non_negative(default):
+    """A number of zero or more."""
+    return field(default=default, metadata={"bound": "non_negative"})
+
+
+def fraction(default):
+    """A number in [0, 1)."""
+    return field(default=default, metadata={"bound": "fraction"})
+
+
+_BOUNDS = {
+    "positive": (lambda v: v > 0, "must be positive"),
+    "non_negative": (lambda v: v >= 0, "must not be negative"),
+    "fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+}
+
+
+def problem(key: str, value, metadata) -> str | None:
+    """What breaks field ``key``'s rule (the message, naming the key), or None."""
+    choices = metadata.get("choices")
+    if choices is not None and value not in choices:
+        return f"{key} = {value!r} is not one of {', '.join(choices)}"
+    bound = metadata.get("bound")
+    if bound is not None:
+        holds, says = _BOUNDS[bound]
+        if not holds(value):
+            return f"{key} {says}, got {value!r}"
+    return None
+
+
+def choices_of(cls, name: str) -> tuple | None:
+    """The options of field ``name`` of dataclass ``cls`` (None when it is not a choice)."""
+    return cls.__dataclass_fields__[name].metadata.get("choices")
