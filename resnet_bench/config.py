@@ -100,7 +100,7 @@ class TrainConfig:
     save_weights: bool = False
 
 
-GRID_FIELDS = ("depth", "shortcut", "zero_init_residual")  # a ModelSpec's fields that the grid varies
+GRID_FIELDS = ("depth", "shortcut", "zero_init")  # a ModelSpec's fields that the grid varies
 
 
 def _model_config() -> type:
@@ -148,7 +148,7 @@ class ExperimentConfig:
         so it appears once whatever ``grid.zero_init`` holds.
         """
         return [
-            ModelSpec(depth=d, shortcut=s, zero_init_residual=z, **dataclasses.asdict(self.model))
+            ModelSpec(depth=d, shortcut=s, zero_init=z, **dataclasses.asdict(self.model))
             for d in self.grid.depths
             for s in self.grid.shortcuts
             for z in self.grid.zero_init
@@ -164,7 +164,11 @@ class ExperimentConfig:
 
     def run_key(self, spec: ModelSpec, seed: int) -> str:
         """Identity of one (variant, seed) run: a hash of everything that shapes its numbers."""
-        payload = {"config": self.run_config(), "model": dataclasses.asdict(spec), "seed": seed}
+        model = dataclasses.asdict(spec)
+        # Hashed under the field's first name, so that runs tracked by earlier versions keep
+        # their keys and a sweep over their store resumes instead of training them again.
+        model["zero_init_residual"] = model.pop("zero_init")
+        payload = {"config": self.run_config(), "model": model, "seed": seed}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def config_hash(self) -> str:

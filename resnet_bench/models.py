@@ -203,10 +203,10 @@ def _body(ops: _Ops, x, spec: ModelSpec):
             stride = stage_stride(spec, s, kind) if b == 1 else 1
             name = f"stage{s}_block{b}"
             if kind == "basic":
-                x = basic_block(ops, x, filters, stride, spec.shortcut, name, spec.zero_init_residual)
+                x = basic_block(ops, x, filters, stride, spec.shortcut, name, spec.zero_init)
             else:
                 v15 = spec.bottleneck_stride == "v1.5"
-                x = bottleneck_block(ops, x, filters, stride, spec.shortcut, name, spec.zero_init_residual, v15=v15)
+                x = bottleneck_block(ops, x, filters, stride, spec.shortcut, name, spec.zero_init, v15=v15)
     return x
 
 

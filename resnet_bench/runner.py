@@ -45,7 +45,7 @@ def run_params(cfg, spec: ModelSpec, seed: int, data_info: dict) -> dict:
             "depth": spec.depth,
             "shortcut": spec.shortcut,
             "flavour": spec.flavour,
-            "zero_init_residual": spec.zero_init,
+            "zero_init": spec.zero_init,
             "family": spec.family,
             "data_source": data_info["source"],
             "data_hash": data_info["hash"],

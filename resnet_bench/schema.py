@@ -23,7 +23,7 @@ RUN_PARAMS: dict[str, tuple[type, str]] = {
     "shortcut": (str, "shortcut option: A, B, C or none (plain)"),
     "flavour": (str, "paper or article (the tutorial's deviations)"),
     "family": (str, "cifar or imagenet"),
-    "zero_init_residual": (str, "True when each residual branch's last BN scale starts at zero"),
+    "zero_init": (bool, "each residual branch's last BN scale starts at zero (always False for a plain net)"),
     "data_source": (str, "synthetic, folder, cifar10 or arrays"),
     "data_hash": (str, "content hash of the decoded images and labels"),
     "data_classes": (int, "number of classes"),
@@ -32,7 +32,9 @@ RUN_PARAMS: dict[str, tuple[type, str]] = {
     "data_counts": (str, "images per split and class (JSON)"),
     "data_skipped": (int, "unreadable image files skipped"),
     "data_ignored": (int, "non-image files ignored"),
-    # logged once the model is built (train.train_run's on_model)
+}
+# Logged once the model is built (train.train_run's on_model): a run that failed before that lacks them.
+_MODEL_INFO: dict[str, tuple[type, str]] = {
     "params_total": (int, "weights, BN moving statistics included"),
     "params_trainable": (int, "trainable weights"),
     "params_non_trainable": (int, "BN moving means and variances"),
@@ -42,6 +44,8 @@ RUN_PARAMS: dict[str, tuple[type, str]] = {
     "jit_compile_resolved": (str, "whether XLA compiled the train step, after 'auto'"),
     "steps_per_execution_resolved": (int, "training steps per compiled call (a divisor of the epoch's steps)"),
 }
+RUN_PARAMS.update(_MODEL_INFO)
+MODEL_PARAMS = tuple(_MODEL_INFO)
 
 # Params the report shows when a run has them; runs of earlier versions lack them, which is no error.
 INFO_PARAMS: dict[str, tuple[type, str]] = {
@@ -164,15 +168,27 @@ RUN_TAGS = (
 )
 
 
-# Params logged only once the model is built: a run that failed before that lacks them.
-MODEL_PARAMS = ("params_total", "params_trainable", "params_non_trainable", "macs", "device",
-                "mixed_precision_resolved", "jit_compile_resolved", "steps_per_execution_resolved")  # fmt: skip
-
-
 def is_epoch_metric(name: str) -> bool:
     return name in EPOCH_METRICS or name.startswith(GRAD_NORM_PREFIX)
 
 
+# Params that runs of earlier versions stored under another name: name -> that name.
+EARLIER_PARAM_NAMES = {"zero_init": "zero_init_residual"}
+
+
+def param_text(params: dict, name: str) -> str | None:
+    """A run's param ``name`` as stored (under its earlier name for a run of an earlier
+    version); None when the run lacks it."""
+    if name in params:
+        return params[name]
+    return params.get(EARLIER_PARAM_NAMES.get(name, name))
+
+
+def parse_param(kind: type, text: str):
+    """A stored param's text as ``kind`` (``"False"`` is False, not a true string)."""
+    return text == "True" if kind is bool else kind(text)
+
+
 def missing_params(params: dict) -> list[str]:
     """Names the report needs that a run's params lack (an empty list for a complete run)."""
-    return [k for k in (*RUN_PARAMS, *CONFIG_PARAMS) if k not in params]
+    return [k for k in (*RUN_PARAMS, *CONFIG_PARAMS) if param_text(params, k) is None]

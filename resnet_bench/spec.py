@@ -55,13 +55,17 @@ class ModelSpec:
     stem: str = fields.choice("auto", STEMS)
     width: int = 0  # 0: the family's own (16 for CIFAR, 64 for ImageNet)
     bottleneck_stride: str = fields.choice("v1", BOTTLENECK_STRIDES)
-    zero_init_residual: bool = False
+    # Each residual branch's last BN scale starts at zero (Goyal et al. 2017); a plain net has
+    # no residual branch, so for it the field is always False (set so in __post_init__).
+    zero_init: bool = False
     # Weight of the old value in BN's moving averages. 0.9 is what the paper's frameworks used
     # (Torch's momentum 0.1, Caffe's 0.9-equivalent); Keras defaults to 0.99, whose averages lag
     # the weights by ~100 steps and so evaluate short trainings with stale statistics.
     bn_momentum: float = fields.fraction(0.9)
 
     def __post_init__(self):
+        if self.zero_init and self.shortcut == "none":
+            object.__setattr__(self, "zero_init", False)  # frozen; a plain net has no branch to zero
         if self.shortcut not in SHORTCUTS:
             raise ValueError(f"unknown shortcut {self.shortcut!r}; known: {', '.join(SHORTCUTS)}")
         if self.flavour not in FLAVOURS:
@@ -101,11 +105,6 @@ class ModelSpec:
         return self.shortcut != "none"
 
     @property
-    def zero_init(self) -> bool:
-        """Zero-initialised residual branches; a plain net has none, so it is never zero-init."""
-        return self.zero_init_residual and self.residual
-
-    @property
     def name(self) -> str:
         """Variant name, e.g. ``resnet56`` / ``plain56`` / ``resnet56-zi`` (zero-init residual
         branches), with an ``article_`` prefix for the tutorial's flavour."""
@@ -114,7 +113,7 @@ class ModelSpec:
 
     def twin(self) -> ModelSpec:
         """The plain twin of a residual spec (itself when already plain)."""
-        return dataclasses.replace(self, shortcut="none", zero_init_residual=False)
+        return dataclasses.replace(self, shortcut="none", zero_init=False)
 
     def stages(self) -> list[tuple[str, int, int]]:
         """(block kind, blocks, inner width) per stage: the depth table made concrete."""

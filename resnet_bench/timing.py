@@ -16,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -92,22 +93,88 @@ class Subject:
             self.model.predict_on_batch(self.x)
         self.infer_rates.append(steps * int(self.x.shape[0]) / (time.perf_counter() - t))
 
-    def result(self, warmup: float, peak: float) -> dict:
-        ips = statistics.median(self.train_rates)
-        gflops = training_flops(self.macs, ips) / 1e9
+    def result(self, warmup: float, peak: float) -> ModelTiming:
+        return ModelTiming(
+            self.name, self.jit, self.macs, warmup, self.train_images, self.train_seconds,
+            tuple(self.train_rates), tuple(self.infer_rates), peak,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelTiming:
+    """One model's measured speed: what was counted and timed, and what follows from it."""
+
+    model: str
+    jit_compiled: bool  # what Keras compiled, not what was asked
+    macs: int  # multiply-accumulates per image
+    warmup_seconds: float  # the first step and prediction: tracing, any XLA compile
+    train_images: int  # every image of the timed training windows
+    train_seconds: float  # their time
+    train_rates: tuple[float, ...]  # images/s of each timed training window
+    infer_rates: tuple[float, ...]  # images/s of each timed inference window
+    peak_gflops: float  # the float32 matmul peak of the same process
+
+    @property
+    def train_images_per_second(self) -> float:
+        return statistics.median(self.train_rates)
+
+    @property
+    def achieved_gflops(self) -> float:
+        return training_flops(self.macs, self.train_images_per_second) / 1e9
+
+    @property
+    def percent_of_matmul_peak(self) -> float:
+        return 100 * self.achieved_gflops / self.peak_gflops
+
+    def as_dict(self) -> dict:
+        """What ``perf --json`` prints and perf.md and gpu-check read."""
         return {
-            "model": self.name,
-            "jit_compiled": self.jit,
+            "model": self.model,
+            "jit_compiled": self.jit_compiled,
             "macs": self.macs,
-            "warmup_seconds": warmup,
+            "warmup_seconds": self.warmup_seconds,
             "train_images": self.train_images,
             "train_seconds": self.train_seconds,
-            "train_images_per_second": ips,
+            "train_images_per_second": self.train_images_per_second,
             "train_images_per_second_min": min(self.train_rates),
             "train_images_per_second_max": max(self.train_rates),
             "inference_images_per_second": statistics.median(self.infer_rates),
-            "achieved_gflops": gflops,
-            "percent_of_matmul_peak": 100 * gflops / peak,
+            "achieved_gflops": self.achieved_gflops,
+            "percent_of_matmul_peak": self.percent_of_matmul_peak,
+        }
+
+
+@dataclass(frozen=True)
+class SweepTiming:
+    """A whole sweep's wall time and the arithmetic its runs did in it."""
+
+    experiment: str
+    overrides: tuple[str, ...]
+    jobs: int | str
+    runs: int
+    wall_seconds: float
+    flops: float  # training and evaluation arithmetic of every finished run (sweep_flops)
+    peak_gflops: float
+
+    @property
+    def achieved_gflops(self) -> float:
+        return self.flops / self.wall_seconds / 1e9
+
+    @property
+    def percent_of_matmul_peak(self) -> float:
+        return 100 * self.achieved_gflops / self.peak_gflops
+
+    def as_dict(self) -> dict:
+        return {
+            "experiment": self.experiment,
+            "overrides": list(self.overrides),
+            "jobs": self.jobs,
+            "runs": self.runs,
+            "wall_seconds": self.wall_seconds,
+            "tflops": self.flops / 1e12,
+            "achieved_gflops": self.achieved_gflops,
+            "peak_gflops": self.peak_gflops,
+            "percent_of_matmul_peak": self.percent_of_matmul_peak,
         }
 
 
@@ -137,18 +204,18 @@ def measure_models(models, image_size, batch_size, classes, baseline, windows, s
     for _ in range(windows):  # interleaved, so drift hits every model alike
         for s in subjects:
             s.window(steps)
-    rows = [s.result(warm[s.name], peak) for s in subjects]
-    out = {"peak_gflops": peak, "models": rows, "image_size": image_size, "batch_size": batch_size, "jit": jit}
-    ours = next((r for r in rows if r["model"] == "ours:resnet50"), rows[0])
-    out["ours_images_per_second"] = ours["train_images_per_second"]
-    out["achieved_gflops"] = ours["achieved_gflops"]
+    timings = [s.result(warm[s.name], peak) for s in subjects]
+    out = {"peak_gflops": peak, "models": [t.as_dict() for t in timings], "image_size": image_size,
+           "batch_size": batch_size, "jit": jit}  # fmt: skip
+    ours = next((t for t in timings if t.model == "ours:resnet50"), timings[0])
+    out["ours_images_per_second"] = ours.train_images_per_second
+    out["achieved_gflops"] = ours.achieved_gflops
     if baseline == "keras":
-        b = rows[-1]
-        out["baseline_images_per_second"] = b["train_images_per_second"]
-        out["ratio"] = ours["train_images_per_second"] / b["train_images_per_second"]
+        b = timings[-1]
+        out["baseline_images_per_second"] = b.train_images_per_second
+        out["ratio"] = ours.train_images_per_second / b.train_images_per_second
         # Per-window ratios (adjacent windows), a drift-robust view of the same comparison.
-        ours_subject = next(s for s in subjects if s.name == ours["model"])
-        out["window_ratios"] = [o / b for o, b in zip(ours_subject.train_rates, subjects[-1].train_rates)]
+        out["window_ratios"] = [o / w for o, w in zip(ours.train_rates, b.train_rates)]
     return out
 
 
@@ -276,19 +343,8 @@ def measure_sweep(experiment: str, sweep, jobs="auto", overrides=()) -> dict:
         runs = store.runs(store.experiment_id(cfg.name), "attributes.status = 'FINISHED'")
     if code != 0:
         raise RuntimeError(f"the sweep of {experiment} did not finish every run (exit code {code})")
-    flops = sweep_flops(runs)
-    peak = default_threads_peak()
-    return {
-        "experiment": experiment,
-        "overrides": list(overrides),
-        "jobs": jobs,
-        "runs": len(runs),
-        "wall_seconds": wall,
-        "tflops": flops / 1e12,
-        "achieved_gflops": flops / wall / 1e9,
-        "peak_gflops": peak,
-        "percent_of_matmul_peak": 100 * flops / wall / 1e9 / peak,
-    }
+    timing = SweepTiming(experiment, tuple(overrides), jobs, len(runs), wall, sweep_flops(runs), default_threads_peak())
+    return timing.as_dict()
 
 
 def _pipeline_rate(arrays, batch_size: int, batches: int) -> float:

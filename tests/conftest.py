@@ -31,8 +31,8 @@ seeds = [0, 1]
 """
 
 
-# Files of end-to-end tests, longest first (seconds alone on 2 cores, 2026-12-02: Ray 106, the
-# outage 93, a gpu-check near 60; those after the perf tests take 10-40 s each). Tests are
+# Files of end-to-end tests, longest first (`pytest --durations` ranks them: Ray, the outage
+# and gpu-check take a minute or more alone on 2 cores, those after the perf tests 10-40 s). Tests are
 # handed to the two workers of `make test` in the order collected, so these start first and
 # the suite ends on tests of a second or less, with both workers busy to the end.
 HEAVY_FIRST = ("test_ray.py", "test_outage.py", "test_gpu_check.py", "test_parallel.py", "test_browser.py",

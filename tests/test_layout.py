@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "resnet_bench"
-MAX_CHAIN = 8  # modules in the longest import chain, both ends counted (issue 23: 11 before)
+MAX_CHAIN = 8  # modules in the longest import chain, both ends counted
 
 
 def _name(path: Path) -> str:

@@ -131,7 +131,7 @@ def _gammas(model):
 
 
 def test_zero_init_residual_zeroes_exactly_the_last_bn_of_each_residual_branch():
-    spec = ModelSpec(14, "A", zero_init_residual=True)
+    spec = ModelSpec(14, "A", zero_init=True)
     assert spec.name == "resnet14-zi" and spec.twin().name == "plain14"
     gammas = _gammas(build_model(spec, (16, 16, 3), 3))
     last = {n for n in gammas if re.fullmatch(r"stage\d_block\d_bn2", n)}
@@ -141,7 +141,7 @@ def test_zero_init_residual_zeroes_exactly_the_last_bn_of_each_residual_branch()
 
 
 def test_zero_init_leaves_plain_nets_untouched():
-    plain = ModelSpec(14, "none", zero_init_residual=True)
+    plain = ModelSpec(14, "none", zero_init=True)
     assert plain.name == "plain14" and not plain.zero_init
     gammas = _gammas(build_model(plain, (16, 16, 3), 3))
     assert gammas and all(np.all(g == 1) for g in gammas.values())

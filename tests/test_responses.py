@@ -87,7 +87,7 @@ def test_a_bottleneck_net_measures_its_middle_convs_only():
 
 def test_a_zero_init_net_starts_with_zero_branches():
     """The initialisation, not a finding: the report says so; here it checks the measurement."""
-    model = build_model(ModelSpec(8, "A", "cifar", width=2, zero_init_residual=True), (8, 8, 3), 3)
+    model = build_model(ModelSpec(8, "A", "cifar", width=2, zero_init=True), (8, 8, 3), 3)
     values = responses.ResponseProbe(model)(np.random.default_rng(1).normal(size=(4, 8, 8, 3)).astype("float32"))
     ratios = [v for k, v in values.items() if k.startswith(schema.BRANCH_RATIO_PREFIX)]
     assert len(ratios) == 3 and all(r == 0 for r in ratios)

@@ -44,8 +44,8 @@ def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         base["schema_missing"] = ",".join(schema.missing_params(params))
         kinds = {**{k: t for k, (t, _) in {**schema.RUN_PARAMS, **schema.INFO_PARAMS}.items()}, **schema.CONFIG_PARAMS}
         for key, kind in kinds.items():
-            value = params.get(key)
-            base[key] = kind(value) if value not in (None, "") else None
+            value = schema.param_text(params, key)
+            base[key] = schema.parse_param(kind, value) if value not in (None, "") else None
         for key in schema.RUN_TAGS:
             base[key] = run.data.tags.get(key)
         rid = run.info.run_id

@@ -368,7 +368,7 @@ def _header(ctx: ReportContext) -> list[str]:
         f"- **Training**: {_unique(first, 'train.epochs')} epochs, batch {_unique(first, 'train.batch_size')}, "
         f"{_unique(first, 'train.optimizer')} lr {_unique(first, 'train.learning_rate')}, "
         f"BN momentum {_unique(first, 'model.bn_momentum')}, zero-init residual branches: "
-        f"{_unique(first, 'zero_init_residual')} (variants named -zi)",
+        f"{_unique(first, 'zero_init')} (variants named -zi)",
         f"- **Hardware**: {_unique(first, 'cpu_model')} ({_unique(first, 'cpu_count')} CPUs, vector ISA "
         f"{_unique(first, 'cpu_isa')}), GPU: "
         f"{_unique(first, 'gpu')}, device: {_unique(first, 'device')}",

@@ -85,7 +85,7 @@ def per_run(frame: pd.DataFrame) -> pd.DataFrame:
                 "seed": int(last["seed"]),
                 "depth": int(last["depth"]),
                 "shortcut": last["shortcut"],
-                "zero_init": str(last.get("zero_init_residual")) == "True",
+                "zero_init": bool(last.get("zero_init")),
                 "params_total": last["params_total"],
                 "macs": last["macs"],
                 "epochs": int(last["epoch"]),
