@@ -94,6 +94,7 @@ _RENAMED = {
     "train_accuracy": "top1/train",
     "val_accuracy": "top1/val",
 }
+_STORED_NAMES = {key: name for name, key in _RENAMED.items()}
 _STORED_GRAD_NORM_PREFIX = "grad_norm_"
 
 
@@ -112,8 +113,6 @@ def metric_name(key: str) -> str:
         return GRAD_NORM_PREFIX + key[len(_STORED_GRAD_NORM_PREFIX) :]
     return _STORED_NAMES.get(key, key)
 
-
-_STORED_NAMES = {key: name for name, key in _RENAMED.items()}
 
 # Measured once per run, after its last epoch (resnet_bench.responses), one value per 3x3 layer
 # and per residual block. Logged as profiles: one metric per quantity whose step is the layer's

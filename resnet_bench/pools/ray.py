@@ -10,6 +10,8 @@ training again.
 
 from __future__ import annotations
 
+import dataclasses
+
 from .. import inputs, quiet
 from ..errors import UserError
 from ..scheduler import SweepContext
@@ -40,7 +42,7 @@ class RayPool:
                 raise UserError(f"--address {address}: no Ray cluster answers there ({reason})") from None
         self.remote = ray.remote(max_retries=MAX_RETRIES, num_cpus=cpus_per_run, num_gpus=gpus_per_run)(_task)
         self.echo = ctx.echo
-        self._shipped = _shipped(ctx)
+        self._shipped = dataclasses.replace(ctx, echo=print)  # a task's lines go to its worker's stdout
         self.refs: dict = {}
         ctx.echo(f"Ray cluster with {ray.cluster_resources().get('CPU', 0):.0f} CPUs")
 
@@ -72,10 +74,3 @@ class RayPool:
                 self.ray.cancel(ref)
         if self.started_here:
             self.ray.shutdown()
-
-
-def _shipped(ctx: SweepContext) -> SweepContext:
-    """The context as a Ray task receives it: lines go to the worker's stdout."""
-    import dataclasses
-
-    return dataclasses.replace(ctx, echo=print)
