@@ -57,6 +57,14 @@ def _shared_temp(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _empty_store(tmp_path_factory):
+    """Where ``helpers.store_uri`` keeps the empty store it copies, one for every test process."""
+    from . import helpers
+
+    helpers.EMPTY_STORE = _shared_temp(tmp_path_factory) / "empty_store.sqlite"
+
+
 @pytest.fixture(autouse=True)
 def _no_stop_remembered():
     """A test that interrupts a sweep in this process leaves the stop recorded

@@ -225,8 +225,8 @@ def test_two_sweeps_at_once_neither_crash_nor_duplicate_and_only_v_shows_tensorf
     """Two processes sweep the same runs side by side: every run is trained once. The second
     is started with ``-v``, so the same pair also shows that a sweep's stderr stays empty
     unless asked (with ``-v`` TensorFlow's start-up lines are back on it); each process start
-    costs TensorFlow's import, 10 s of CPU here."""
-    uri = store_uri(tmp_path)
+    costs TensorFlow's import, 10 s of CPU here. The store is new: both create it at once."""
+    uri = store_uri(tmp_path, fresh=True)
     args = ["run", str(tiny_file), "--tracking-uri", uri, "--models", "resnet8,plain8", "--set", "train.epochs=1"]
     procs = [spawn(a, cwd=tmp_path, stderr=subprocess.PIPE) for a in (args, ["-v", *args])]
     (out, err), (loud_out, loud_err) = [p.communicate(timeout=300) for p in procs]

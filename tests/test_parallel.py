@@ -76,7 +76,7 @@ def test_auto_jobs_fills_the_cores(monkeypatch):
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
 def test_bad_jobs_is_one_line_exit_2(tiny_file, tmp_path, capsys, value):
     with pytest.raises(SystemExit) as e:
-        cli.main(["run", str(tiny_file), "--tracking-uri", store_uri(tmp_path), "--jobs", value])
+        cli.main(["run", str(tiny_file), "--tracking-uri", store_uri(tmp_path, fresh=True), "--jobs", value])
     assert e.value.code == 2
     assert "--jobs" in capsys.readouterr().err
 
@@ -88,7 +88,7 @@ def test_bad_jobs_is_one_line_exit_2(tiny_file, tmp_path, capsys, value):
 )  # fmt: skip
 def test_an_option_of_the_other_executor_is_one_line_exit_2(tiny_file, tmp_path, capsys, flags, named):
     """Not silently dropped: a Ray option with the local executor, or --jobs with Ray."""
-    assert cli.main(["run", str(tiny_file), "--tracking-uri", store_uri(tmp_path), *flags]) == 2
+    assert cli.main(["run", str(tiny_file), "--tracking-uri", store_uri(tmp_path, fresh=True), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {named} applies to --executor"), err
     assert not (tmp_path / "db.sqlite").exists()  # nothing planned, no store made
