@@ -32,8 +32,9 @@ EMPTY_STORE: Path | None = None
 def store_uri(tmp_path, fresh: bool = False) -> str:
     """A SQLite store in ``tmp_path``. It starts as a copy of an empty store that MLflow made
     once this session: MLflow creates a new file's schema by running all its migrations, about
-    1.2 s of CPU, for each of some 35 stores a suite. ``fresh=True`` leaves the file for the
-    code under test to create, where creating it is what the test is about."""
+    1.2 s of CPU, and the test processes of a whole suite did it 32 times without copies.
+    ``fresh=True`` leaves the file for the code under test to create, where creating it is
+    what the test is about."""
     path = Path(tmp_path) / "db.sqlite"
     if not fresh and not path.exists():
         copy_empty_store(path)

@@ -6,9 +6,8 @@ import sys
 
 import pytest
 
-from resnet_bench.tracking import Store
-
 from .conftest import TINY
+from .helpers import store_uri
 
 pytestmark = pytest.mark.slow  # each case starts a Python process that loads TensorFlow
 
@@ -28,7 +27,7 @@ def _cli(*args, cwd):
 def test_user_errors_are_exactly_one_line(tmp_path, args, needle):
     exp = tmp_path / "tiny.toml"
     exp.write_text(TINY)
-    Store(f"sqlite:///{tmp_path}/db.sqlite")  # an existing store, so `report` reaches its own check
+    store_uri(tmp_path)  # an existing store, so `report` reaches its own check
     args = [a.format(exp=exp, tmp=tmp_path) for a in args]
     proc = _cli(*args, cwd=tmp_path)
     assert proc.returncode == 2
