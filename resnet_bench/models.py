@@ -89,12 +89,34 @@ class BatchNorm(layers.BatchNormalization):
         return y
 
 
+@keras.saving.register_keras_serializable(package="resnet_bench")
+class Gate(layers.Layer):
+    """``g * block + (1 - g) * removed`` with a stored scalar ``g`` (1: the block as trained).
+
+    Only a lesionable net has gates (:func:`build_model`): setting one to 0 deletes its block
+    at test time (Veit et al. 2016) without building the net again. At 1 the block's output
+    passes unchanged, bit for bit (``1 * a + 0 * b == a`` for finite ``b``).
+    """
+
+    def build(self, input_shape):
+        self.g = self.add_weight(shape=(), initializer="ones", trainable=False, name="g")
+
+    def call(self, inputs):
+        block, removed = inputs
+        g = keras.ops.cast(self.g, block.dtype)
+        return g * block + (1 - g) * removed
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
 class _Ops:
     """Conv/BN/ReLU factory bound to a flavour, so block code stays one function per kind."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, lesionable: bool = False):
         self.article = spec.flavour == "article"
         self.bn_momentum = spec.bn_momentum
+        self.lesionable = lesionable
 
     def conv(self, x, filters, kernel, stride, name):
         # The paper's nets put BN after every conv, so a bias is redundant; the tutorial kept it.
@@ -144,22 +166,39 @@ def _shortcut(ops: _Ops, x, out_channels: int, stride: int, option: str, force: 
     return x
 
 
-def _merge(ops: _Ops, x, shortcut, name):
-    if shortcut is not None:
-        x = layers.Add(name=f"{name}_add")([shortcut, x])
-    return ops.relu(x, f"{name}_out")
+def _merge(ops: _Ops, y, shortcut, name, removed=None):
+    """The block's output: ReLU of branch plus shortcut. In a lesionable net it passes a
+    :class:`Gate` whose other input, ``removed``, is what the block leaves when deleted."""
+    out = y if shortcut is None else layers.Add(name=f"{name}_add")([shortcut, y])
+    out = ops.relu(out, f"{name}_out")
+    if removed is None:
+        return out
+    return Gate(name=f"{name}_gate")([out, ops.relu(removed, f"{name}_removed_out")])
+
+
+def _removed(ops: _Ops, x, shortcut_path, out_channels: int, stride: int, name: str):
+    """What a deleted block passes on (``None`` unless the net is lesionable): its shortcut
+    path; for a plain block, which has none, the identity, or option A's parameter-free
+    subsample-and-pad where the block changes the shape, so a plain net and its residual twin
+    lose the same thing."""
+    if not ops.lesionable:
+        return None
+    if shortcut_path is not None:
+        return shortcut_path
+    return _shortcut(ops, x, out_channels, stride, "A", False, f"{name}_removed")
 
 
 def basic_block(ops: _Ops, x, filters: int, stride: int, shortcut: str, name: str, zero_init=False):
     """Two 3x3 convs (He et al. Fig. 2 left); ``shortcut`` is A, B, C or none."""
     sc = _shortcut(ops, x, filters, stride, shortcut, False, name)
+    removed = _removed(ops, x, sc, filters, stride, name)
     y = ops.conv(x, filters, 3, stride, f"{name}_conv1")
     y = ops.relu(ops.bn(y, f"{name}_bn1"), f"{name}_relu1")
     y = ops.conv(y, filters, 3, 1, f"{name}_conv2")
     # Zero-initialised last BN (Goyal et al. 2017): each residual block starts as identity.
     # Only meaningful with a shortcut; a plain block would output zeros.
     y = ops.bn(y, f"{name}_bn2", zero_gamma=zero_init and sc is not None)
-    return _merge(ops, y, sc, name)
+    return _merge(ops, y, sc, name, removed)
 
 
 def bottleneck_block(ops: _Ops, x, filters: int, stride: int, shortcut: str, name: str, zero_init=False, v15=False):
@@ -170,6 +209,7 @@ def bottleneck_block(ops: _Ops, x, filters: int, stride: int, shortcut: str, nam
     """
     out = filters * BOTTLENECK_EXPANSION
     sc = _shortcut(ops, x, out, stride, shortcut, False, name)
+    removed = _removed(ops, x, sc, out, stride, name)
     s1, s2 = (1, stride) if v15 else (stride, 1)
     y = ops.conv(x, filters, 1, s1, f"{name}_conv1")
     y = ops.bn(y, f"{name}_bn1")
@@ -179,7 +219,7 @@ def bottleneck_block(ops: _Ops, x, filters: int, stride: int, shortcut: str, nam
     y = ops.relu(ops.bn(y, f"{name}_bn2"), f"{name}_relu2")
     y = ops.conv(y, out, 1, 1, f"{name}_conv3")
     y = ops.bn(y, f"{name}_bn3", zero_gamma=zero_init and sc is not None)
-    return _merge(ops, y, sc, name)
+    return _merge(ops, y, sc, name, removed)
 
 
 def _stem(ops: _Ops, x, spec: ModelSpec, width: int):
@@ -211,7 +251,11 @@ def _body(ops: _Ops, x, spec: ModelSpec):
 
 
 def build_model(
-    spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int, binary_head: bool = False
+    spec: ModelSpec,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    binary_head: bool = False,
+    lesionable: bool = False,
 ) -> keras.Model:
     """Build one network of the family.
 
@@ -221,6 +265,9 @@ def build_model(
         num_classes: number of classes; with ``binary_head`` and 2 classes the head is one
             sigmoid unit (the tutorial's), otherwise a softmax over ``num_classes``.
         binary_head: use the single-sigmoid head for a two-class task.
+        lesionable: give every block a :class:`Gate` (named ``<block>_gate``) that deletes it
+            when set to 0. The gates add no weight that training would touch, and every other
+            layer keeps its name, so a trained net's weights load into it by layer name.
 
     Returns:
         An uncompiled ``keras.Model`` named after the variant.
@@ -242,7 +289,7 @@ def build_model(
     min_size = minimum_input_size(spec)
     if min(h, w) < min_size:
         raise ValueError(f"image size {min(h, w)} is too small for {spec.name}: it needs at least {min_size} pixels")
-    ops = _Ops(spec)
+    ops = _Ops(spec, lesionable)
     inputs = keras.Input(shape=input_shape, name="image")
     x = _stem(ops, inputs, spec, spec.stages()[0][2] if spec.family == "cifar" else (spec.width or 64))
     x = _body(ops, x, spec)

@@ -139,6 +139,7 @@ def execute_run(ctx: SweepContext, spec: ModelSpec, seed: int, *, label: str = "
     """
     from . import data as data_mod
     from .train import train_run
+    from .trained import log_net
 
     cfg, echo = ctx.cfg, ctx.echo
     store = Store(ctx.uri)
@@ -147,7 +148,8 @@ def execute_run(ctx: SweepContext, spec: ModelSpec, seed: int, *, label: str = "
     name = f"{label} {spec.name} seed {seed}"
     key, tags = cfg.run_key(spec, seed), run_tags(cfg, spec, seed, ctx.invocation, info)
     try:
-        with store.tracked_run(store.experiment_id(cfg.name), key, tags, ctx.force) as run:
+        exp_id = store.experiment_id(cfg.name)
+        with store.tracked_run(exp_id, key, tags, ctx.force) as run:
             if run is None:
                 echo(f"{name}: finished or taken by another process, skipped")
                 return SKIPPED
@@ -173,6 +175,9 @@ def execute_run(ctx: SweepContext, spec: ModelSpec, seed: int, *, label: str = "
             if result.responses:  # measured after the last epoch
                 run.log_layers(result.responses)
             run.log_text(result.summary, "model_summary.txt")
+            mean, std = result.normalisation
+            store.retry(log_net, store.uri, exp_id, run.run_id, result.model, mean=mean, std=std,
+                        classes=arrays.classes, step=len(result.history))  # fmt: skip
             if cfg.train.save_weights:
                 run.log_weights(result.model)
         return run.status

@@ -148,6 +148,18 @@ def parse_layer_metric(name: str) -> tuple[str, int, str] | None:
     return None
 
 
+# Written after training by `resnet-bench analyse` (resnet_bench.analysis), onto the run:
+# every number in ANALYSIS_ARTIFACT, the per-run headline numbers also as metrics (step 0).
+ANALYSIS_ARTIFACT = "analysis.json"
+ANALYSIS_METRICS: dict[str, str] = {
+    "lesion/mean_drop": "validation accuracy lost on deleting one shape-keeping block, mean over those blocks",
+    "lesion/relative_drop": "lesion/mean_drop as a fraction of the accuracy above chance (NaN near chance)",
+    "sharpness/init": "mean training-loss rise at |alpha| = 0.2 along filter-normalised lines, initial weights",
+    "sharpness/final": "the same at the trained weights",
+    "curvature/init": "dominant eigenvalue of the training-loss Hessian at the initial weights",
+    "curvature/final": "the same at the trained weights",
+}
+
 RUN_TAGS = (
     "description",
     "config_hash",

@@ -293,6 +293,15 @@ class Store:
     def log_text(self, run_id: str, text: str, name: str) -> None:
         _retry(self.client.log_text, run_id, text, name)
 
+    def retry(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)``, retried while the store is away (as every call here is)."""
+        return _retry(fn, *args, **kwargs)
+
+    def log_metrics(self, run_id: str, values: dict[str, float]) -> None:
+        """Metrics measured once (step 0), in one call."""
+        ts = int(time.time() * 1000)
+        _retry(self.client.log_batch, run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in values.items()])
+
     def log_layers(self, run_id: str, values: dict[str, float]) -> None:
         """Per-layer values keyed as :func:`schema.response_metric` names them, as one profile
         metric per quantity (step = position in the net) plus :data:`schema.LAYERS_ARTIFACT`."""

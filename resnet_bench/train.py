@@ -267,6 +267,7 @@ class RunResult:
     summary: str
     model: keras.Model
     responses: dict  # layer responses and branch ratios after the last epoch (resnet_bench.responses)
+    normalisation: tuple  # (mean, std) per channel: what the model's inputs were normalised with
 
 
 def seed_everything(seed: int, deterministic: bool, tensorflow_seed: bool = True) -> None:
@@ -353,10 +354,22 @@ class CompiledCache:
 COMPILED = CompiledCache()
 
 
-def _compile(key: BuildKey) -> CompiledModel:
+def initial_model(spec: ModelSpec, shape: tuple, num_classes: int, binary: bool, seed: int) -> keras.Model:
+    """The net a run of ``spec`` with repeat seed ``seed`` starts training from.
+
+    Keras seeds each initializer from Python's ``random`` when the net is built, so seeding it
+    (and numpy) and building gives the same initial weights in any process: training builds
+    its nets here, and an analysis of the landscape a run started in rebuilds them here.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    return build_model(spec, shape, num_classes, binary_head=binary)
+
+
+def _compile(key: BuildKey, seed: int) -> CompiledModel:
     t, spec = key.train, key.spec
     with make_strategy(t.distribute).scope():
-        model = build_model(spec, key.shape, key.num_classes, binary_head=key.binary)
+        model = initial_model(spec, key.shape, key.num_classes, key.binary, seed)
         if t.weight_decay and t.weight_decay_mode == "l2":
             add_l2_penalty(model, t.weight_decay)
         loss_fn, metric = make_loss(t, key.num_classes)
@@ -386,15 +399,14 @@ def _compile(key: BuildKey) -> CompiledModel:
     return CompiledModel(model, optimizer, loss_fn, probe, layer_probe, start, info, "\n".join(lines))
 
 
-def _reset(entry: CompiledModel, key: BuildKey) -> None:
-    """Give a reused model exactly the state a fresh build with the current seed would have.
+def _reset(entry: CompiledModel, key: BuildKey, seed: int) -> None:
+    """Give a reused model exactly the state a fresh build with ``seed`` would have.
 
-    The weights come from building the same architecture again, which draws the same initial
-    values in the same order as a fresh run (Keras seeds each initializer from the global
-    seed); building is cheap, tracing is what is saved. The optimizer goes back to step 0 with
-    zero slots. Metrics are reset by ``fit`` at every epoch.
+    The weights come from building the same architecture again (:func:`initial_model`);
+    building is cheap, tracing is what is saved. The optimizer goes back to step 0 with zero
+    slots. Metrics are reset by ``fit`` at every epoch.
     """
-    fresh = build_model(key.spec, key.shape, key.num_classes, binary_head=key.binary)
+    fresh = initial_model(key.spec, key.shape, key.num_classes, key.binary, seed)
     entry.model.set_weights(fresh.get_weights())
     for v, value in zip(entry.optimizer.variables, entry.optimizer_start):
         v.assign(value)
@@ -448,11 +460,11 @@ def train_run(
         binary=key.binary, probe_size=t.grad_probe_size,
     )  # fmt: skip
     if entry is None:
-        entry = _compile(key)
+        entry = _compile(key, seed)
         if reuse:
             COMPILED.put(key, entry)
     else:
-        _reset(entry, key)
+        _reset(entry, key, seed)
     if on_model:
         on_model(entry.model, entry.info)
     return _fit(entry, pipes, t, on_epoch)
@@ -473,4 +485,4 @@ def _fit(entry: CompiledModel, pipes, t, on_epoch) -> RunResult:
         verbose=0,
     )
     layers = entry.responses(pipes.probe[0]) if entry.responses else {}
-    return RunResult(recorder.history, entry.info, entry.summary, model, layers)
+    return RunResult(recorder.history, entry.info, entry.summary, model, layers, (pipes.mean, pipes.std))

@@ -42,7 +42,8 @@ seeds = [0, 1]
 # the suite ends on tests of a second or less, with both workers busy to the end.
 HEAVY_FIRST = ("test_ray.py", "test_outage.py", "test_gpu_check.py", "test_parallel.py", "test_browser.py",
                "test_driver.py", "test_perf.py", "test_photos.py", "test_report.py", "test_course_files.py",
-               "test_cli_quiet.py", "test_train.py", "test_cli_models.py", "test_models.py")  # fmt: skip
+               "test_cli_quiet.py", "test_train.py", "test_trained.py", "test_analysis.py", "test_cli_models.py",
+               "test_models.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items):

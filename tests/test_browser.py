@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_bench import cli, schema
+from resnet_bench import cli, schema, trained
 from resnet_bench.tracking import Store
 
 from .helpers import ROOT, free_port, spawn
@@ -137,6 +137,7 @@ def test_the_printed_address_opens_the_runs_with_their_data_set(browser, served)
     for name in names:
         row = next(row for row in table if re.search(rf"\b{name}\b", row))
         assert f"({digest})" in row, row  # the data set's name and content hash
+        assert row.rstrip().endswith(f"\n{trained.MODEL_NAME}"), row  # the Models column: the run's stored net
     assert any("report-tiny" in row for row in table)
 
 
@@ -154,6 +155,15 @@ def test_a_run_page_opens_on_the_training_loss(browser, served):
     layer_kinds = set(schema.LAYER_METRICS)
     assert not {schema.metric_name(k) for k in keys[:4]} & layer_kinds, keys
     assert len(run.data.metrics) <= 25, sorted(run.data.metrics)
+
+
+def test_a_run_page_lists_its_stored_net(browser, served):
+    address, uri, _ = served
+    run = next(r for r in _runs(uri) if r.info.run_name == "plain8-seed1")
+    page = address.replace("?", f"/runs/{run.info.run_id}?")
+    text = _open(browser, page, lambda d: "Logged models (1)" in _text(d) and _text(d), "run_overview")
+    listed = text.split("Logged models (1)", 1)[1]
+    assert f"\n{trained.MODEL_NAME}\nReady\n" in listed, listed[:400]
 
 
 def test_the_report_run_holds_the_report_openable_from_the_ui(browser, served):

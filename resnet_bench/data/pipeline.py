@@ -35,6 +35,8 @@ class Pipelines:
     test: tf.data.Dataset
     probe: tuple[np.ndarray, np.ndarray]  # fixed batch for gradient-norm diagnostics
     steps_per_epoch: int
+    mean: np.ndarray  # the per-channel normalisation every batch gets (channel_stats)
+    std: np.ndarray
 
 
 def channel_stats(x: np.ndarray, normalization: str) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +128,8 @@ def make_pipelines(
         test=test,
         probe=(np.asarray(px), np.asarray(py)),
         steps_per_epoch=steps_per_epoch(n, batch_size),
+        mean=mean,
+        std=std,
     )
 
 

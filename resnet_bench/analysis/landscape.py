@@ -1,0 +1,125 @@
+"""Loss landscapes (Li, Xu, Taylor, Studer and Goldstein 2018), along filter-normalised directions.
+
+Li et al. showed that without shortcuts a deep net's loss surface turns chaotic and sharp,
+while its residual twin's stays smooth and nearly convex, and that a plot means nothing unless
+the random directions are scaled to the weights: a filter-normalised direction rescales each
+filter's random direction to that filter's norm, so a step of ``alpha`` moves every filter by
+the same fraction of its size whatever the net's scale (BN makes a net invariant to the scale
+of the filters before it).
+
+Rules here: every conv and dense kernel is perturbed, each output channel (filter) normalised
+on its own; BN's parameters and statistics and any bias stay put; BN runs in inference mode.
+Directions are drawn per (seed, direction) from numpy's generator, kernel by kernel in network
+order, so a plain net and its residual twin (same kernels, same shapes) share the raw draws
+and are compared pairwise, as in training. The loss is the data loss on a fixed, un-augmented
+subset of the training split, the first images of it.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def kernels(model: keras.Model) -> list:
+    """The variables a direction moves: every conv and dense kernel, in network order."""
+    return [layer.kernel for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+
+
+def filter_normalised(weights: list[np.ndarray], seed: int, direction: int) -> list[np.ndarray]:
+    """One random direction for ``weights`` (kernels, output channels last), each filter's part
+    rescaled to that filter's norm (a zero filter gets a zero direction)."""
+    rng = np.random.default_rng([seed, direction])
+    out = []
+    for w in weights:
+        d = rng.standard_normal(w.shape)
+        axes = tuple(range(w.ndim - 1))
+        wn = np.sqrt((w.astype(np.float64) ** 2).sum(axis=axes, keepdims=True))
+        dn = np.sqrt((d**2).sum(axis=axes, keepdims=True))
+        out.append((d * np.divide(wn, dn, out=np.zeros_like(wn), where=dn > 0)).astype(np.float32))
+    return out
+
+
+def loss_fn(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512):
+    """A function of no arguments: the mean data loss of ``model`` on (x, y) in inference mode,
+    read with the model's current variables."""
+    batches = [(tf.constant(x[i : i + batch_size]), tf.constant(y[i : i + batch_size]))
+               for i in range(0, len(x), batch_size)]  # fmt: skip
+    binary = model.output_shape[-1] == 1
+    loss = keras.losses.BinaryCrossentropy() if binary else keras.losses.SparseCategoricalCrossentropy()
+    n = len(x)
+
+    @tf.function
+    def total(xb, yb):
+        yb = tf.cast(yb, tf.float32)[:, None] if binary else yb
+        return loss(yb, model(xb, training=False)) * tf.cast(tf.shape(xb)[0], tf.float32)
+
+    def mean_loss() -> float:
+        return float(sum(float(total(xb, yb)) for xb, yb in batches) / n)
+
+    return mean_loss
+
+
+class Surface:
+    """The loss of ``model`` at ``w0 + a * d1 (+ b * d2)``: moves the kernels, puts them back."""
+
+    def __init__(self, model: keras.Model, loss):
+        self.vars = kernels(model)
+        self.w0 = [v.numpy() for v in self.vars]
+        self.loss = loss
+
+    def at(self, steps: list[tuple[float, list[np.ndarray]]]) -> float:
+        for v, w, *ds in zip(self.vars, self.w0, *[d for _, d in steps]):
+            v.assign(w + sum(a * d for (a, _), d in zip(steps, ds)))
+        try:
+            return self.loss()
+        finally:
+            for v, w in zip(self.vars, self.w0):
+                v.assign(w)
+
+
+def alphas(points: int) -> np.ndarray:
+    return np.linspace(-1.0, 1.0, points)
+
+
+def lines(model: keras.Model, loss, seed: int, directions: int, points: int) -> list[list[float]]:
+    """Loss along ``directions`` filter-normalised lines through the weights, ``points`` each."""
+    surface = Surface(model, loss)
+    centre = loss()
+    out = []
+    for k in range(directions):
+        d = filter_normalised(surface.w0, seed, k)
+        out.append([centre if a == 0 else surface.at([(a, d)]) for a in alphas(points)])
+    return out
+
+
+def contour(model: keras.Model, loss, seed: int, points: int) -> list[list[float]]:
+    """Loss on a ``points`` x ``points`` grid of the plane of directions 0 and 1 (rows: d1)."""
+    surface = Surface(model, loss)
+    d1, d2 = (filter_normalised(surface.w0, seed, k) for k in (0, 1))
+    return [[surface.at([(a, d1), (b, d2)]) for b in alphas(points)] for a in alphas(points)]
+
+
+def sharpness(lines_: list[list[float]], alpha: float) -> float:
+    """Mean loss rise at ``|alpha|`` over both signs of every direction (docs/methods.md)."""
+    grid = alphas(len(lines_[0]))
+    centre = int(np.argmin(np.abs(grid)))
+    at = [int(np.argmin(np.abs(grid - s * alpha))) for s in (-1, 1)]
+    return float(np.mean([line[i] - line[centre] for line in lines_ for i in at]))
+
+
+def set_bn_statistics(model: keras.Model, x: np.ndarray) -> None:
+    """Give every BN layer the statistics of ``x`` (one batch): what a freshly built net, whose
+    stored statistics are still 0 and 1, is to be measured with in inference mode, so that its
+    landscape is the one the optimiser starts in (training mode normalises with batch
+    statistics)."""
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [layer.momentum for layer in bns]
+    for layer in bns:
+        layer.momentum = 0.0
+    try:
+        model(tf.constant(x), training=True)
+    finally:
+        for layer, m in zip(bns, saved):
+            layer.momentum = m
