@@ -61,16 +61,22 @@ def _check_environment(args) -> None:
         inputs.output_path(args.out, "--out")
 
 
-def _stopped(signum: int) -> int:
+# What a stop leaves behind, per command: a sweep marks its run in flight KILLED; an analysis
+# has written the results of every run it finished measuring.
+_STOPPED = {"run": "the current run is marked KILLED", "analyse": "the runs measured so far keep their results"}
+
+
+def _stopped(signum: int, command: str | None = None) -> int:
     """The runs are ended and only the one line is left to print: a second SIGINT or SIGTERM
     now (an impatient Ctrl-C, a supervisor's follow-up) must not turn exit 130/143 into a
     traceback or a death by signal. (``main`` restores the caller's handlers afterwards;
     ``__main__`` exits with them ignored.)"""
     signals.ignore()
+    left = _STOPPED.get(command, _STOPPED["run"])
     if signum == signal.SIGINT:
-        print("interrupted: the current run is marked KILLED; run the same command again to resume", file=sys.stderr)
+        print(f"interrupted: {left}; run the same command again to resume", file=sys.stderr)
         return 130
-    print("terminated: the current run is marked KILLED; run again to resume", file=sys.stderr)
+    print(f"terminated: {left}; run again to resume", file=sys.stderr)
     return 143
 
 
@@ -88,9 +94,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    command = None
     try:
         _setup_env(argv)
         args = build_parser().parse_args(argv)
+        command = args.command
         quiet.set_verbose(args.verbose)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
         for noisy in ("mlflow", "alembic", "absl", "tensorflow"):
@@ -103,12 +111,12 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return _stopped(signal.SIGINT)
+        return _stopped(signal.SIGINT, command)
     except Terminated:
-        return _stopped(signal.SIGTERM)
+        return _stopped(signal.SIGTERM, command)
     except Exception:
         if signals.requested():  # a stop that surfaced as another exception (inside TensorFlow)
-            return _stopped(signals.requested())
+            return _stopped(signals.requested(), command)
         # a bug: keep the whole traceback, then say what to do with it
         traceback.print_exc()
         print(BUG_HINT, file=sys.stderr)

@@ -209,3 +209,18 @@ def test_a_missing_or_corrupt_model_and_an_experiment_without_models_are_one_lin
         con.execute("DELETE FROM logged_models")
     code, _, err = _analyse([str(exp), "--tracking-uri", uri, *ONE_DEPTH])
     assert code == 2 and err.count("\n") == 1 and "no run of 'tiny' has a stored model" in err, err
+
+
+def test_a_stopped_analysis_says_what_it_leaves(capsys):
+    import signal
+
+    from resnet_bench import signals
+
+    with signals.raising():  # _stopped ignores further stops; this test process gets its handlers back
+        assert cli._stopped(signal.SIGINT, "analyse") == 130
+        assert cli._stopped(signal.SIGTERM, "run") == 143
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "interrupted: the runs measured so far keep their results; run the same command again to resume",
+        "terminated: the current run is marked KILLED; run again to resume",
+    ]
