@@ -48,9 +48,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q $(XDIST) -m "not slow and not ray" $(ARGS)
 
-## the default experiment, then its report (a failed run makes the exit code non-zero)
+## the default experiment, the analyses of its stored nets, then its report (a failed run or
+## analysis makes the exit code non-zero; the report is written whatever finished)
 bench: $(STAMP)
 	$(BIN)/resnet-bench run $(EXPERIMENT) $(ARGS); rc=$$?; \
+	$(BIN)/resnet-bench analyse $(EXPERIMENT) || rc=$$?; \
 	$(BIN)/resnet-bench report $(NAME) && exit $$rc
 
 report: $(STAMP)

@@ -1,9 +1,10 @@
 """Experiment files -> one frozen, validated config object.
 
-An experiment file (``experiments/*.toml``) has four tables: ``[data]``, ``[train]``,
-``[model]`` (architecture options shared by every variant) and ``[grid]`` (depths x shortcut
-options x seeds). Command-line overrides (``--set train.epochs=3``) are applied to the parsed
-TOML before validation, so they obey exactly the same rules. Every field is logged as an MLflow
+An experiment file (``experiments/*.toml``) has five tables: ``[data]``, ``[train]``,
+``[model]`` (architecture options shared by every variant), ``[grid]`` (depths x shortcut
+options x seeds) and ``[analysis]`` (what ``resnet-bench analyse`` adds to its fixed set).
+Command-line overrides (``--set train.epochs=3``) are applied to the parsed TOML before
+validation, so they obey exactly the same rules. Every field is logged as an MLflow
 param (see :func:`flatten`), and ``tests/test_config.py`` checks that none is left out.
 """
 
@@ -132,6 +133,16 @@ class GridConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """What ``resnet-bench analyse`` measures beyond its fixed set (docs/methods.md); no part
+    of a run's identity, since it is measured after training."""
+
+    # an N x N loss contour in the plane of two directions for the first seed of the deepest
+    # plain net and its residual twin, at init and at the end (0: none; else at least 3)
+    contours: int = fields.non_negative(0)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str
     description: str = ""
@@ -139,6 +150,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     grid: GridConfig = field(default_factory=GridConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     source_file: str = field(default="", compare=False)
 
     def variants(self) -> list[ModelSpec]:
@@ -158,7 +170,7 @@ class ExperimentConfig:
     def run_config(self) -> dict:
         """The part of the config that defines a run's training (grid and seeds excluded)."""
         d = dataclasses.asdict(self)
-        for k in ("grid", "source_file", "description"):
+        for k in ("grid", "analysis", "source_file", "description"):
             d.pop(k)
         return d
 
@@ -175,7 +187,8 @@ class ExperimentConfig:
         return hashlib.sha256(json.dumps(self.run_config(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-SECTIONS = {"data": DataConfig, "train": TrainConfig, "model": ModelConfig, "grid": GridConfig}
+SECTIONS = {"data": DataConfig, "train": TrainConfig, "model": ModelConfig, "grid": GridConfig,
+            "analysis": AnalysisConfig}  # fmt: skip
 
 
 def _coerce(value, hint, where: str):
@@ -243,6 +256,10 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
         raise UserError(
             f"{origin}: train.jit_compile = 'on' needs train.deterministic = false "
             "(Keras compiles without XLA while op determinism is on)"
+        )
+    if cfg.analysis.contours in (1, 2):
+        raise UserError(
+            f"{origin}: analysis.contours must be 0 or at least 3 points a side, got {cfg.analysis.contours}"
         )
     if t.warmup_factor > 1:
         raise UserError(

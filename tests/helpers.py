@@ -208,3 +208,14 @@ def mlflow_server(folder: Path):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def private_store(uri: str, folder: Path) -> str:
+    """A copy of the SQLite store ``uri`` in ``folder`` for a test that writes to its runs
+    (analyses, reports), so that other tests of this process see the session's sweep as it was.
+    The copy's runs keep their artifact folders, which every copy shares."""
+    db = Path(folder) / "db.sqlite"
+    with contextlib.closing(sqlite3.connect(uri.removeprefix("sqlite:///"))) as src:
+        with contextlib.closing(sqlite3.connect(db)) as dst:
+            src.backup(dst)
+    return f"sqlite:///{db}"

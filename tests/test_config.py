@@ -63,7 +63,8 @@ def test_every_field_can_be_set_from_the_file_and_reaches_the_params_and_the_run
     """A field that silently keeps its default is a classic bug: set each one from the file, read
     it back, and see the change in the logged params and in the run's identity (so a resumed
     sweep never takes a run trained under another setting for this one). A grid field decides
-    which runs there are, not how one trains: it is logged, and a run's key stays as it was."""
+    which runs there are, not how one trains, and an analysis field what is measured after it:
+    both are logged, and a run's key stays as it was."""
     for section, cls in config.SECTIONS.items():
         for f in dataclasses.fields(cls):
             key = f"{section}.{f.name}"
@@ -77,11 +78,13 @@ def test_every_field_can_be_set_from_the_file_and_reaches_the_params_and_the_run
                 new = (14, 20)  # CIFAR depths are 6n + 2
             if key == "grid.shortcuts":
                 new = ("B", "none")  # one residual option: variants are named by depth alone
+            if key == "analysis.contours":
+                new = 21  # 0 or at least 3 points a side
             cfg = config.load(tiny_file, [*needs, _toml(key, new)])
             assert getattr(getattr(cfg, section), f.name) == new, key
             assert config.flatten(cfg)[key] != config.flatten(base)[key], f"{key} is not logged as set"
             spec = base.variants()[0]
-            if section == "grid":
+            if section in ("grid", "analysis"):
                 assert cfg.run_key(spec, 0) == base.run_key(spec, 0), f"{key} changes a run's key"
             else:
                 assert cfg.run_key(spec, 0) != base.run_key(spec, 0), f"{key} does not change the run key"

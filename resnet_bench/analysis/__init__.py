@@ -36,13 +36,13 @@ ARTIFACT = schema.ANALYSIS_ARTIFACT
 class Settings:
     """How much each measurement looks at (docs/methods.md gives the reasons)."""
 
-    validation_batch: int = 250  # lesions: images per forward pass over the validation split
-    landscape_images: int = 512  # the first images of the training split, un-augmented
+    validation_batch: int = 1000  # lesions: images per forward pass over the validation split
+    landscape_images: int = 128  # the first images of the training split, un-augmented
     directions: int = 2  # random lines per run, at the initial and at the final weights
     points: int = 21  # values of alpha in [-1, 1] per line (0 among them when odd)
     sharpness_alpha: float = 0.2  # sharpness: mean loss rise at |alpha| = this
     contour_points: int = 0  # a 2-D contour of points x points (0: none)
-    hessian_images: int = 128  # the fixed batch of the curvature (the first training images)
+    hessian_images: int = 64  # the fixed batch of the curvature (the first training images)
     tolerance: float = 1e-3  # power iteration: relative change of the estimate at which it stops
     max_iterations: int = 100
     chance_margin: float = 0.05  # lesions: a net less than this above chance has no relative drop
@@ -79,32 +79,58 @@ def _stored(store, run) -> dict | None:
             return None
 
 
-def measure(net, spec, seed: int, arrays, metadata: dict, binary: bool, settings: Settings, contour: bool) -> dict:
-    """Every measurement of one stored net (and the initial net of its seed)."""
+class Bench:
+    """One variant's lesionable net and the compiled functions every measurement calls: the
+    validation accuracy, the training loss on the fixed subset, and Hessian-vector products on
+    the fixed batch. Built once per variant, so each function is traced once per variant, not
+    once per run (tracing, not computing, was most of a run's analysis time)."""
+
+    def __init__(self, spec, shape: tuple, classes: int, binary: bool, inputs: dict, settings: Settings):
+        from ..models import build_model
+        from . import curvature, landscape, lesions
+
+        self.spec, self.shape, self.classes, self.binary = spec, shape, classes, binary
+        self.model = build_model(spec, shape, 2 if binary else classes, binary_head=binary, lesionable=True)
+        self.accuracy = lesions.accuracy_fn(self.model, *inputs["val"], settings.validation_batch)
+        self.loss = landscape.loss_fn(self.model, *inputs["fit"])
+        self.hvp, self.size = curvature.hessian_vector_product(self.model, *inputs["hessian"])
+        self.fit_x = inputs["fit"][0]
+
+
+def inputs_of(arrays, metadata: dict, settings: Settings) -> dict:
+    """The images every measurement reads, normalised as the stored net's inputs were."""
     from .. import trained
+
+    n, k = settings.landscape_images, settings.hessian_images
+    x_fit = trained.normalise(arrays.x_train[:n], metadata)
+    return {"val": (trained.normalise(arrays.x_test, metadata), arrays.y_test),
+            "fit": (x_fit, arrays.y_train[:n]), "hessian": (x_fit[:k], arrays.y_train[:k])}  # fmt: skip
+
+
+def measure(bench: Bench, net, seed: int, settings: Settings, contour: bool) -> dict:
+    """Every measurement of one stored net ``net`` and of the initial net of its seed."""
     from ..train import initial_model
     from . import curvature, landscape, lesions
 
-    x_val = trained.normalise(arrays.x_test, metadata)
-    x_fit = trained.normalise(arrays.x_train[: settings.landscape_images], metadata)
-    y_fit = arrays.y_train[: settings.landscape_images]
-    x_h, y_h = x_fit[: settings.hessian_images], y_fit[: settings.hessian_images]
-    out: dict = {"lesions": lesions.lesion(net, spec, binary, x_val, arrays.y_test, settings.validation_batch)}
-    chance = 1.0 / len(arrays.classes)
-    out["lesions"].update(lesions.summary(out["lesions"], chance, settings.chance_margin))
-    start = initial_model(spec, tuple(net.input_shape[1:]), len(arrays.classes), binary, seed)
-    landscape.set_bn_statistics(start, x_fit)
-    for when, model in (("init", start), ("final", net)):
-        loss = landscape.loss_fn(model, x_fit, y_fit)
-        lines = landscape.lines(model, loss, seed, settings.directions, settings.points)
-        out[f"landscape_{when}"] = {"alpha": landscape.alphas(settings.points).tolist(), "loss": lines,
-                                    "sharpness": landscape.sharpness(lines, settings.sharpness_alpha)}  # fmt: skip
+    lesions.load_weights(bench.model, net)
+    out: dict = {"lesions": lesions.lesion(bench.model, bench.accuracy)}
+    out["lesions"].update(lesions.summary(out["lesions"], 1.0 / bench.classes, settings.chance_margin))
+    start = initial_model(bench.spec, bench.shape, bench.classes, bench.binary, seed)
+    for when in ("final", "init"):
+        if when == "init":
+            lesions.load_weights(bench.model, start)
+            landscape.set_bn_statistics(bench.model, bench.fit_x)
+        lines = landscape.lines(bench.model, bench.loss, seed, settings.directions, settings.points)
+        part = {"alpha": landscape.alphas(settings.points).tolist(), "loss": lines,
+                "sharpness": landscape.sharpness(lines, settings.sharpness_alpha)}  # fmt: skip
         if contour:
-            out[f"landscape_{when}"]["contour"] = landscape.contour(model, loss, seed, settings.contour_points)
-        out[f"curvature_{when}"] = curvature.top_eigenvalue(
-            model, x_h, y_h, seed, settings.tolerance, settings.max_iterations
+            part["contour_alpha"] = landscape.alphas(settings.contour_points).tolist()
+            part["contour"] = landscape.contour(bench.model, bench.loss, seed, settings.contour_points)
+        out[f"landscape_{when}"] = part
+        out[f"curvature_{when}"] = curvature.power_iteration(
+            bench.hvp, bench.size, seed, settings.tolerance, settings.max_iterations
         )
-    return out
+    return {k: out[k] for k in ("lesions", "landscape_init", "landscape_final", "curvature_init", "curvature_final")}
 
 
 def headline(result: dict) -> dict[str, float]:
@@ -128,12 +154,12 @@ def contour_runs(cfg) -> set[tuple[str, int]]:
     return {(s.name, cfg.grid.seeds[0]) for s in specs}
 
 
-def analyse(cfg, uri: str, *, settings: Settings = Settings(), force: bool = False, echo=print) -> dict:
+def analyse(cfg, uri: str, *, settings: Settings = Settings(), force: bool = False, jobs: int = 1, echo=print) -> dict:
     """Measure every FINISHED run of ``cfg`` that has a stored net and lacks these measurements
-    (all of them with ``force``). Returns counts: analysed, already, without a model."""
-    from .. import data as data_mod
+    (all of them with ``force``), in ``jobs`` processes. Returns counts: analysed, already,
+    without a model, and the seconds it took."""
     from ..tracking import Store
-    from ..trained import has_model, load_net
+    from ..trained import has_model
 
     store = Store(uri)
     runs = finished_runs(store, cfg)
@@ -146,28 +172,83 @@ def analyse(cfg, uri: str, *, settings: Settings = Settings(), force: bool = Fal
     counts = {"analysed": 0, "already": 0, "no_model": len(runs) - len(with_model)}
     if counts["no_model"]:
         echo(f"{counts['no_model']} of {len(runs)} runs have no stored model (trained before runs kept nets): skipped")
-    arrays = data_mod.load(cfg.data)
-    binary = cfg.train.loss == "binary"
-    contours = contour_runs(cfg) if settings.contour_points else set()
-    started = time.perf_counter()
-    for i, (spec, seed, run) in enumerate(with_model, 1):
-        name = f"[{i}/{len(with_model)}] {spec.name} seed {seed}"
+    todo = []
+    for spec, seed, run in with_model:
         stored = None if force else _stored(store, run)
         if stored and stored.get("settings") == json.loads(settings.key()):
             counts["already"] += 1
-            echo(f"{name}: analysed already, skipped")
-            continue
-        t0 = time.perf_counter()
-        net, metadata = load_net(store.uri, run.info.run_id, f"{spec.name} seed {seed} (run {run.info.run_id})")
-        result = measure(net, spec, seed, arrays, metadata, binary, settings, (spec.name, seed) in contours)
-        result["settings"] = json.loads(settings.key())
-        result["seconds"] = time.perf_counter() - t0
-        store.log_text(run.info.run_id, json.dumps(result, indent=1), ARTIFACT)
-        store.log_metrics(run.info.run_id, headline(result))
+        else:
+            todo.append((spec, seed, run.info.run_id))
+    if counts["already"]:
+        echo(f"{counts['already']} runs analysed already with these settings: skipped")
+    contours = contour_runs(cfg) if settings.contour_points else set()
+    tasks = [
+        (cfg, store.uri, settings, spec, seed, run_id, (spec.name, seed) in contours) for spec, seed, run_id in todo
+    ]
+    started = time.perf_counter()
+    for i, (task, h, seconds) in enumerate(_results(tasks, jobs), 1):
+        spec, seed = task[3], task[4]
         counts["analysed"] += 1
-        h = headline(result)
-        echo(f"{name}: lesion drop {h['lesion/mean_drop']:.3f}, sharpness {h['sharpness/init']:.3g} -> "
-             f"{h['sharpness/final']:.3g}, curvature {h['curvature/init']:.3g} -> {h['curvature/final']:.3g} "
-             f"({result['seconds']:.1f}s)")  # fmt: skip
+        echo(f"[{i}/{len(tasks)}] {spec.name} seed {seed}: lesion drop {h['lesion/mean_drop']:.3f}, sharpness "
+             f"{h['sharpness/init']:.3g} -> {h['sharpness/final']:.3g}, curvature {h['curvature/init']:.3g} -> "
+             f"{h['curvature/final']:.3g} ({seconds:.1f}s)")  # fmt: skip
     counts["seconds"] = time.perf_counter() - started
     return counts
+
+
+def _results(tasks: list, jobs: int):
+    """(task, headline, seconds) of each task as it ends: here for one job, else in that many
+    worker processes (spawned: TensorFlow does not survive a fork)."""
+    from ..runner import prepare_process
+
+    if jobs <= 1 or len(tasks) <= 1:
+        if tasks:
+            prepare_process(tasks[0][0])  # TensorFlow, quietly, with the experiment's threads
+        for task in tasks:
+            yield (task, *measure_run(*task))
+        return
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        min(jobs, len(tasks)), mp_context=context, initializer=prepare_process, initargs=(tasks[0][0],)
+    ) as pool:
+        futures = {pool.submit(measure_run, *task): task for task in tasks}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                yield (futures[future], *future.result())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+_BENCHES: dict = {}  # this process's benches, one per (variant, normalisation)
+
+
+def measure_run(cfg, uri: str, settings: Settings, spec, seed: int, run_id: str, contour: bool):
+    """Measure one run's stored net and write the results onto the run: its headline numbers
+    and the seconds it took. The unit a worker process runs."""
+    from .. import data as data_mod
+    from ..tracking import Store
+    from ..train import seed_everything
+    from ..trained import load_net
+
+    t0 = time.perf_counter()
+    # TensorFlow's op determinism as the run had it, whatever this process did before: the
+    # batch statistics of the initial net are reductions that otherwise vary between processes.
+    seed_everything(seed, cfg.train.deterministic, tensorflow_seed=False)
+    store = Store(uri)
+    arrays = data_mod.load(cfg.data)
+    net, metadata = load_net(store.uri, run_id, f"{spec.name} seed {seed} (run {run_id})")
+    key = (spec, json.dumps([metadata["normalisation_mean"], metadata["normalisation_std"]]))
+    if key not in _BENCHES:
+        binary = cfg.train.loss == "binary"
+        inputs = inputs_of(arrays, metadata, settings)
+        _BENCHES[key] = Bench(spec, tuple(net.input_shape[1:]), len(arrays.classes), binary, inputs, settings)
+    result = measure(_BENCHES[key], net, seed, settings, contour)
+    result["settings"] = json.loads(settings.key())
+    result["seconds"] = time.perf_counter() - t0
+    store.log_text(run_id, json.dumps(result, indent=1), ARTIFACT)
+    store.log_metrics(run_id, headline(result))
+    return headline(result), result["seconds"]

@@ -65,8 +65,3 @@ def hessian_vector_product(model: keras.Model, x: np.ndarray, y: np.ndarray):
         return np.concatenate([np.zeros(n) if g is None else g.numpy().ravel() for g, n in zip(out, sizes)])
 
     return hvp, sum(sizes)
-
-
-def top_eigenvalue(model: keras.Model, x, y, seed: int, tolerance: float, max_iterations: int) -> dict:
-    hvp, size = hessian_vector_product(model, x, y)
-    return power_iteration(hvp, size, seed, tolerance, max_iterations)

@@ -23,10 +23,20 @@ def lesionable_copy(net: keras.Model, spec, binary: bool) -> keras.Model:
     """``net``'s architecture built lesionable, with ``net``'s weights loaded by layer name."""
     shape, classes = tuple(net.input_shape[1:]), int(net.output_shape[-1])
     gated = build_model(spec, shape, 2 if binary else classes, binary_head=binary, lesionable=True)
-    for layer in gated.layers:
-        if layer.weights and not isinstance(layer, Gate):
-            layer.set_weights(net.get_layer(layer.name).get_weights())
+    load_weights(gated, net)
     return gated
+
+
+def load_weights(gated: keras.Model, net: keras.Model) -> None:
+    """Every weight of ``net`` into the same-named layer of its lesionable build ``gated``,
+    every gate back to 1. Every measurement of :mod:`resnet_bench.analysis` runs on one such
+    build per variant, so its compiled functions serve every seed (at 1 the gates change no
+    number)."""
+    for layer in gated.layers:
+        if isinstance(layer, Gate):
+            layer.g.assign(1.0)
+        elif layer.weights:
+            layer.set_weights(net.get_layer(layer.name).get_weights())
 
 
 def blocks(gated: keras.Model) -> list[tuple[str, bool]]:
@@ -62,14 +72,14 @@ def accuracy_fn(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: in
     return accuracy
 
 
-def lesion(net: keras.Model, spec, binary: bool, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict:
-    """Validation accuracy of ``net`` whole and with each block deleted in turn.
+def lesion(gated: keras.Model, accuracy) -> dict:
+    """The accuracy (``accuracy``, a function of no arguments reading ``gated``'s current
+    weights: :func:`accuracy_fn`) of the lesionable net ``gated`` whole and with each block
+    deleted in turn.
 
     Returns ``{"base": acc, "blocks": [names], "downsampling": [bools], "accuracy": [acc per
     deleted block]}``.
     """
-    gated = lesionable_copy(net, spec, binary)
-    accuracy = accuracy_fn(gated, x, y, batch_size)
     base = accuracy()
     found = blocks(gated)
     after = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .. import inputs
-from ..errors import UserError
 
 NAME = "analyse"
 LOADS_TENSORFLOW = False  # loaded once the experiment and the store are checked
@@ -17,9 +16,10 @@ def add_parser(sub) -> None:
     a.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config field")
     a.add_argument("--data", help="data path, as given to run")
     a.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
-    a.add_argument("--contours", type=inputs.positive_int, default=None, metavar="N",
-                   help="also an N x N loss contour (N >= 3): first seed, deepest plain net and its twin")  # fmt: skip
     a.add_argument("--force", action="store_true", help="measure again runs already analysed with these settings")
+    a.add_argument(
+        "--jobs", type=inputs.jobs, default="auto", help="runs measured side by side (auto: cores / intra-op threads)"
+    )
     a.set_defaults(command_main=main)
 
 
@@ -29,12 +29,11 @@ def main(args) -> int:
     cfg = config.load(args.experiment, args.set, args.data)
     uri = inputs.tracking_uri(args.tracking_uri, must_exist=True)
     config.check_data_path(cfg)
-    if args.contours is not None and args.contours < 3:
-        raise UserError(f"--contours: a contour needs at least 3 points a side, got {args.contours}")
-    from ..quiet import load_tensorflow
+    from ..pools import auto_jobs
 
-    load_tensorflow()
-    counts = analysis.analyse(cfg, uri, settings=analysis.Settings(contour_points=args.contours or 0), force=args.force)
+    jobs = auto_jobs(cfg.train.intra_op_threads, 1 << 30) if args.jobs == "auto" else args.jobs
+    settings = analysis.Settings(contour_points=cfg.analysis.contours)
+    counts = analysis.analyse(cfg, uri, settings=settings, force=args.force, jobs=jobs)
     print(f"analysed {counts['analysed']} runs in {counts['seconds']:.0f}s ({counts['already']} already analysed, "
           f"{counts['no_model']} without a stored model)")  # fmt: skip
     return 0

@@ -65,6 +65,10 @@ def main(args) -> int:
     print(f"wrote {out} ({len(ctx.runs)} runs, {len(ctx.figures)} figures; logged as run {run_id})")
     for v in ctx.verdicts:
         print(v.sentence)
+    if ctx.why is None:
+        print(
+            "no run of this report has been analysed: resnet-bench analyse EXPERIMENT_FILE measures their stored nets"
+        )
     print(f"browse the runs: make ui (or resnet-bench ui {experiment}), then {_address(uri, experiment)}")
     if written is None:
         return 0

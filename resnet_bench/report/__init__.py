@@ -11,9 +11,9 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..schema import ENDED_BADLY, FINISHED, RUNNING
-from . import render, stats
+from . import render, stats, why
 from .context import ReportContext
-from .frame import load_frames
+from .frame import load_analyses, load_frames
 
 __all__ = ["ReportContext", "build_context", "write_report", "load_frames", "log_report_run"]
 
@@ -28,11 +28,12 @@ def _expected_runs(first) -> int:
 
 
 def build_context(
-    frame, experiment: str, config_hash=None, seeds=None, figure_dir="figures", command="", layers=None
+    frame, experiment: str, config_hash=None, seeds=None, figure_dir="figures", command="", layers=None, analyses=None
 ) -> ReportContext:
     """Everything the renderers need, computed from the tidy frames (pure, no I/O).
 
-    ``layers`` is the layer-measurement frame of :func:`frame.load_frames` (None: no Fig. 7)."""
+    ``layers`` is the layer-measurement frame of :func:`frame.load_frames` (None: no Fig. 7);
+    ``analyses`` the runs' analysis records, by run id (:func:`frame.load_analyses`)."""
     sel, config_hash = stats.select_runs(frame, config_hash, seeds)
     if sel.empty:
         raise UserError(f"no runs of {experiment!r} match configuration {config_hash} and seeds {seeds}")
@@ -47,6 +48,7 @@ def build_context(
     done_pairs = set(zip(runs["model"], runs["seed"]))
     expected = _expected_runs(first) if not seeds else len(runs["model"].unique()) * len(seeds)
     described = first.sort_values("start_time")["description"].dropna()
+    analysed = why.build(runs, analyses or {})
     return ReportContext(
         experiment=experiment,
         frame=used,
@@ -62,12 +64,13 @@ def build_context(
         summary=stats.summary(runs),
         shortcut=stats.shortcut_effects(runs),
         depth=stats.depth_effects(runs),
-        verdicts=stats.verdicts(runs),
+        verdicts=stats.verdicts(runs) + (analysed.verdicts if analysed else []),
         trends=stats.depth_trends(runs),
         crossings=stats.crossings(used, runs),
         zero_init=stats.zero_init_costs(runs),
         responses=stats.response_table(runs),
         profiles=stats.layer_profiles(layers, runs) if layers is not None else None,
+        why=analysed,
         published=stats.published_comparison(runs, str(first["data_source"].iloc[0]), str(first["family"].iloc[0])),
         figure_dir=figure_dir,
         command=command,
@@ -80,8 +83,9 @@ def write_report(uri: str, experiment: str, out: Path, config_hash=None, seeds=N
     frame, layers = load_frames(uri, experiment)
     out = Path(out)
     fig_rel = f"figures/{out.stem}"
-    ctx = build_context(frame, experiment, config_hash, seeds, fig_rel, command, layers)
-    ctx.figures = render.figures(ctx.frame, ctx.runs, out.parent / fig_rel, ctx.profiles)
+    used = stats.finished_latest(stats.select_runs(frame, config_hash, seeds)[0])["run_id"].unique()
+    ctx = build_context(frame, experiment, config_hash, seeds, fig_rel, command, layers, load_analyses(uri, used))
+    ctx.figures = render.figures(ctx.frame, ctx.runs, out.parent / fig_rel, ctx.profiles, ctx.why)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render.markdown(ctx))
     ctx.all_frame = frame

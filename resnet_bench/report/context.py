@@ -31,6 +31,7 @@ class ReportContext:
     responses: list
     profiles: object  # stats.layer_profiles, or None without layer measurements
     published: list
+    why: object  # why.Why: the analyses of the runs used, or None when none was analysed
     figure_dir: str
     command: str
     description: str

@@ -71,3 +71,21 @@ def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     frame = frame.sort_values(["model", "seed", "start_time", "epoch"], kind="stable").reset_index(drop=True)
     layers = pd.DataFrame(layers, columns=["run_id", "kind", "index", "layer", "value"])
     return frame, layers.sort_values(["run_id", "kind", "index"]).reset_index(drop=True)
+
+
+def load_analyses(uri: str, run_ids) -> dict[str, dict]:
+    """The analysis record (:data:`resnet_bench.schema.ANALYSIS_ARTIFACT`, written by
+    ``resnet-bench analyse``) of each of ``run_ids`` that was analysed: whose metrics hold the
+    analysis's headline numbers, written after the record."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    store = Store(uri)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run_id in run_ids:
+            if set(schema.ANALYSIS_METRICS) <= set(store.get_run(run_id).data.metrics):
+                local = store.retry(store.client.download_artifacts, run_id, schema.ANALYSIS_ARTIFACT, tmp)
+                out[run_id] = json.loads(Path(local).read_text())
+    return out

@@ -19,51 +19,27 @@ import pandas as pd  # noqa: E402
 
 from .. import schema  # noqa: E402
 from ..schema import FINISHED, RUNNING  # noqa: E402
-from . import stats  # noqa: E402
+from . import plotting, render_why, stats  # noqa: E402
 from .context import ReportContext  # noqa: E402
-
-PNG_META = {"Software": None}
-plt.rcParams.update({"figure.dpi": 100})
-
-
-def _style(model: str, shortcut: str, colours: dict) -> dict:
-    return {"color": colours[model], "linestyle": "--" if shortcut == "none" else "-"}
-
-
-def _colours(runs: pd.DataFrame) -> dict:
-    cmap = plt.get_cmap("tab10")
-    models = runs.assign(plain=runs["shortcut"] == "none").sort_values(["depth", "plain"])["model"].unique()
-    return {m: cmap(i % 10) for i, m in enumerate(models)}
-
-
-def _mean_bands(ax, table: pd.DataFrame, x: str, runs: pd.DataFrame, colours: dict) -> None:
-    """One line per variant of ``table`` (columns model, ``x``, mean, min, max): the mean, with
-    the min-max band over seeds; dashed for plain nets."""
-    shortcut = runs.drop_duplicates("model").set_index("model")["shortcut"]
-    for model in colours:
-        c = table[table["model"] == model]
-        if c.empty:
-            continue
-        ax.plot(c[x], c["mean"], label=model, **_style(model, shortcut[model], colours))
-        ax.fill_between(c[x], c["min"], c["max"], color=colours[model], alpha=0.15, linewidth=0)
 
 
 def _band_plot(ax, frame, runs, metric, colours, ylabel):
-    _mean_bands(ax, stats.curves(frame, metric), "epoch", runs, colours)
+    plotting.mean_bands(ax, stats.curves(frame, metric), "epoch", runs, colours)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
 
 
 def figures(
-    frame: pd.DataFrame, runs: pd.DataFrame, out_dir: Path, profiles: pd.DataFrame | None = None
+    frame: pd.DataFrame, runs: pd.DataFrame, out_dir: Path, profiles: pd.DataFrame | None = None, why=None
 ) -> dict[str, str]:
     """Draw the report's figures into ``out_dir``; returns {figure name: file name}, in the
     order the report shows them (a figure whose data the runs lack is left out).
 
-    ``profiles`` are the layer responses as :func:`stats.layer_profiles` aggregates them."""
+    ``profiles`` are the layer responses as :func:`stats.layer_profiles` aggregates them;
+    ``why`` the analyses as :func:`why.build` gathers them (None: no analysed run)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    colours = _colours(runs)
+    colours = plotting.colours(runs)
     drawn = {
         "train_loss": lambda path: _train_loss_figure(frame, runs, colours, path),
         "accuracy": lambda path: _accuracy_figure(frame, runs, colours, path),
@@ -73,6 +49,7 @@ def figures(
         "step_time": lambda path: _step_time_figure(runs, colours, path),
     }
     made = {name: draw(out_dir / f"{name}.png") for name, draw in drawn.items()}
+    made.update(render_why.figures(why, runs, colours, out_dir))
     return {name: file for name, file in made.items() if file}
 
 
@@ -81,7 +58,7 @@ def _train_loss_figure(frame, runs, colours, path: Path) -> str:
     _band_plot(ax, frame, runs, "train_loss", colours, "training loss (mean, band = min-max over seeds)")
     ax.set_yscale("log")
     ax.legend()
-    return _save(fig, path)
+    return plotting.save(fig, path)
 
 
 def _accuracy_figure(frame, runs, colours, path: Path) -> str:
@@ -91,7 +68,7 @@ def _accuracy_figure(frame, runs, colours, path: Path) -> str:
     _band_plot(axes[1], frame, runs, "val_accuracy", colours, "accuracy")
     axes[1].set_title("validation accuracy")
     axes[1].legend()
-    return _save(fig, path)
+    return plotting.save(fig, path)
 
 
 def _grad_norm_figure(frame, runs, colours, path: Path) -> str | None:
@@ -108,14 +85,14 @@ def _grad_norm_figure(frame, runs, colours, path: Path) -> str | None:
     groups = [c for c in grad_cols if sub[c].notna().any()]
     fig, axes = plt.subplots(1, len(groups), figsize=(2.6 * len(groups), 3.4), squeeze=False)
     for ax, col in zip(axes[0], groups):
-        _mean_bands(ax, stats.curves(sub, col), "epoch", runs, {m: colours[m] for m in pair})
+        plotting.mean_bands(ax, stats.curves(sub, col), "epoch", runs, {m: colours[m] for m in pair})
         ax.set_yscale("log")
         ax.set_title(col.split("/", 1)[1])
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("gradient L2 norm (probe batch)")
     axes[0][-1].legend(fontsize=8)
-    return _save(fig, path)
+    return plotting.save(fig, path)
 
 
 def _step_time_figure(runs, colours, path: Path) -> str:
@@ -124,7 +101,7 @@ def _step_time_figure(runs, colours, path: Path) -> str:
     ax.bar([r["model"] for r in rows], [r["step_ms"] for r in rows], color=[colours[r["model"]] for r in rows])
     ax.set_ylabel("median step time (ms)")
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return plotting.save(fig, path)
 
 
 def _fig6(frame: pd.DataFrame, runs: pd.DataFrame, path: Path) -> bool:
@@ -152,7 +129,7 @@ def _fig6(frame: pd.DataFrame, runs: pd.DataFrame, path: Path) -> bool:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("training loss (mean, band = min-max over seeds)")
-    _save(fig, path)
+    plotting.save(fig, path)
     return True
 
 
@@ -166,7 +143,7 @@ def _fig7(profiles: pd.DataFrame, runs: pd.DataFrame, colours: dict, path: Path)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for ax, (kind, order, xlabel, ylabel) in zip(axes, panels):
         sub = profiles[(profiles["kind"] == kind) & (profiles["order"] == order)]
-        _mean_bands(ax, sub, "position", runs, colours)
+        plotting.mean_bands(ax, sub, "position", runs, colours)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
@@ -175,14 +152,7 @@ def _fig7(profiles: pd.DataFrame, runs: pd.DataFrame, colours: dict, path: Path)
     axes[1].set_title("sorted")
     axes[2].set_title("residual branches")
     axes[0].legend(fontsize=8)
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, metadata=PNG_META)
-    plt.close(fig)
-    return path.name
+    return plotting.save(fig, path)
 
 
 def _pm(ms: tuple[float, float], fmt: str = ".3f") -> str:
@@ -436,7 +406,7 @@ def _degradation_section(ctx: ReportContext) -> list[str]:
     if ctx.runs["seed"].nunique() < 2:
         L.append("Statistics are not available: fewer than 2 seeds finished.")
         L.append("")
-    L += [f"- {v.sentence}" for v in ctx.verdicts if v.figure != "fig7"]  # Fig. 7's stand in their own section
+    L += [f"- {v.sentence}" for v in ctx.verdicts if v.figure == "fig6"]  # Fig. 7's and the why's have their sections
     return L + [""]
 
 
@@ -454,10 +424,15 @@ CAPTIONS = {
 }
 
 
+def _why_section(ctx: ReportContext) -> list[str]:
+    return render_why.section(ctx.why, ctx.verdicts)
+
+
 def _figures_section(ctx: ReportContext) -> list[str]:
     L = ["## Figures", ""]
+    captions = {**CAPTIONS, **render_why.CAPTIONS}
     for name, file in ctx.figures.items():
-        L += [f"![{name}]({ctx.figure_dir}/{file})", "", CAPTIONS[name], ""]
+        L += [f"![{name}]({ctx.figure_dir}/{file})", "", captions[name], ""]
     return L
 
 
@@ -498,6 +473,7 @@ SECTIONS = (
     _crossing_section,
     _zero_init_section,
     _response_section,
+    _why_section,
     _figures_section,
     _published_section,
     _run_index_section,

@@ -197,18 +197,21 @@ class Trend(Estimate):
     models: tuple[str, ...]
 
 
-def depth_trend(runs: pd.DataFrame, models: list[str], label: str, metric: str = "final_train_loss") -> Trend:
-    """Per-seed least-squares slope of ``metric`` on depth over ``models``, tested over seeds."""
+def seed_slopes(runs: pd.DataFrame, models: list[str], metric: str) -> tuple[pd.Series, tuple[int, ...]]:
+    """Least-squares slope of ``metric`` on depth over ``models``, one per seed that has every
+    depth (index: seed), and the depths."""
     sub = runs[runs["model"].isin(models)]
     table = sub.pivot_table(index="seed", columns="depth", values=metric, aggfunc="first").dropna()
     depths = np.array(table.columns, dtype=float)
-    slopes = np.array([np.polyfit(depths, row.to_numpy(float), 1)[0] for _, row in table.iterrows()])
+    slopes = [np.polyfit(depths, row.to_numpy(float), 1)[0] for _, row in table.iterrows()]
+    return pd.Series(slopes, index=table.index, dtype=float), tuple(int(d) for d in depths)
+
+
+def depth_trend(runs: pd.DataFrame, models: list[str], label: str, metric: str = "final_train_loss") -> Trend:
+    """Per-seed least-squares slope of ``metric`` on depth over ``models``, tested over seeds."""
+    slopes, depths = seed_slopes(runs, models, metric)
     return Trend(
-        label=label,
-        metric=metric,
-        depths=tuple(int(d) for d in depths),
-        models=tuple(models),
-        **_t_estimate(slopes, table.index),
+        label=label, metric=metric, depths=depths, models=tuple(models), **_t_estimate(slopes.to_numpy(), slopes.index)
     )
 
 
@@ -336,9 +339,11 @@ def _verdict(claim, comparison: Comparison, validation: bool, where: str = "") -
     return _decide(f"{name}{init}{' (validation)' if validation else ''}", d, reading, metric, sign, where=where)
 
 
-def trend_verdict(trend: Trend) -> Verdict:
-    """A depth trend decided by :data:`VERDICT_RULE` on the per-seed slopes."""
-    title, sign = TRENDS[trend.label]
+def trend_verdict(trend: Trend, claim: tuple[str, int] | None = None, *, quantity="final training loss",
+                  figure="fig6") -> Verdict:  # fmt: skip
+    """A depth trend decided by :data:`VERDICT_RULE` on the per-seed slopes; ``claim`` is
+    (title, claimed sign), by default the Fig. 6 trend of the trend's label."""
+    title, sign = claim or TRENDS[trend.label]
     o = outcome(trend, sign)
     where = ", ".join(trend.models)
     if trend.has_stats:
@@ -348,9 +353,10 @@ def trend_verdict(trend: Trend) -> Verdict:
     return Verdict(
         title,
         o,
-        f"{title}: {o}. {where} (slope of final training loss on depth, fitted per seed), {fmt}; "
+        f"{title}: {o}. {where} (slope of {quantity} on depth, fitted per seed), {fmt}; "
         f"claimed: {'>' if sign > 0 else '<'} 0.",
         trend,
+        figure,
     )
 
 
