@@ -82,8 +82,9 @@ def _stored(store, run) -> dict | None:
 class Bench:
     """One variant's lesionable net and the compiled functions every measurement calls: the
     validation accuracy, the training loss on the fixed subset, and Hessian-vector products on
-    the fixed batch. Built once per variant, so each function is traced once per variant, not
-    once per run (tracing, not computing, was most of a run's analysis time)."""
+    the fixed batch. Built once per variant and process, so each function is traced once per
+    variant, not once per run: the three traces cost 4-5 s of CPU for a resnet56 (docs/designs.md).
+    The fixed batch of the curvature is the first ``hessian_images`` of the loss's subset."""
 
     def __init__(self, spec, shape: tuple, classes: int, binary: bool, inputs: dict, settings: Settings):
         from ..models import build_model
