@@ -34,6 +34,32 @@ def git_state(path: Path | None = None) -> tuple[str, bool]:
         return "unknown", False
 
 
+def committed_text(path: Path) -> tuple[str | None, str]:
+    """The committed version of file ``path`` (from ``git show HEAD:...``) and ``""``, or None
+    and why there is none: not in a git checkout, not committed, or changed since the commit
+    (then the file on disk is no longer what the commit says it found)."""
+    path = Path(path).resolve()
+    folder = path.parent if path.parent.is_dir() else Path.cwd()
+
+    def git(*args, cwd=folder) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode != 0:
+            return None, f"{path} is not in a git checkout"
+        root = Path(top.stdout.strip()).resolve()
+        rel = path.relative_to(root).as_posix()
+        shown = git("show", f"HEAD:{rel}", cwd=root)
+        if shown.returncode != 0:
+            return None, f"{rel} is not committed"
+        if git("diff", "--quiet", "HEAD", "--", rel, cwd=root).returncode != 0:
+            return None, f"{rel} has changed since the last commit"
+        return shown.stdout, ""
+    except (OSError, subprocess.SubprocessError, ValueError) as e:
+        return None, f"git could not say what {path} was at the last commit ({e})"
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

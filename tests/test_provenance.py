@@ -32,3 +32,25 @@ def test_a_report_written_into_the_checkout_does_not_make_the_code_dirty(tmp_pat
     assert provenance.git_state(tmp_path / "pkg") == (commit, False)
     (tmp_path / "pkg" / "code.py").write_text("b\n")
     assert provenance.git_state(tmp_path / "pkg") == (commit, True)
+
+
+def test_the_committed_version_of_a_file_or_why_there_is_none(tmp_path):
+    import subprocess
+
+    from resnet_bench.provenance import committed_text
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    report = tmp_path / "reports" / "x.md"
+    report.parent.mkdir()
+    report.write_text("# committed\n")
+    assert committed_text(report) == (None, f"{report.resolve()} is not in a git checkout")
+    git("init", "-q")
+    assert committed_text(report) == (None, "reports/x.md is not committed")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x")
+    report.write_text("# overwritten by a fresh run\n")
+    assert committed_text(report) == (None, "reports/x.md has changed since the last commit")
+    git("checkout", "-q", "--", "reports/x.md")
+    assert committed_text(report) == ("# committed\n", "")

@@ -126,3 +126,8 @@ def test_analysed_runs_get_the_section_its_figures_and_verdicts_that_against_rea
         assert f"figures/tiny/{name}.png" in text
     code, printed, _ = _cli(["report", "tiny", "--tracking-uri", uri, "--out", str(out), "--against", str(out)])
     assert code == 0 and "Plain landscapes are sharper at depth 14 (end): same verdict" in printed
+    code, printed, _ = _cli(["report", "tiny", "--tracking-uri", uri, "--out", str(out), "--against-committed"])
+    assert (
+        code == 0
+        and printed.splitlines()[-1] == f"nothing to compare against: {out.resolve()} is not in a git checkout"
+    )

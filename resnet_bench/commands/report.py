@@ -26,6 +26,11 @@ def add_parser(sub) -> None:
         help="say, claim by claim, whether these runs agree with a written report "
         "(same verdict; its estimate inside the fresh interval); exit 1 when a verdict differs",
     )
+    rep.add_argument(
+        "--against-committed",
+        action="store_true",
+        help="before writing, keep the committed version of the report (git) and compare against it, as --against",
+    )
     rep.set_defaults(command_main=main)
 
 
@@ -49,6 +54,12 @@ def main(args) -> int:
     if args.parquet:
         inputs.require("pyarrow", "--parquet", "parquet")
     written = inputs.read_text(args.against, "--against") if args.against else None  # before --out overwrites it
+    source, missing = args.against, ""
+    if args.against_committed and written is None:
+        from ..provenance import committed_text
+
+        written, missing = committed_text(out)
+        source = f"the committed {out}"
     command = f"resnet-bench report {experiment}"
     if args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
         command += " --tracking-uri URI"
@@ -71,10 +82,12 @@ def main(args) -> int:
         )
     print(f"browse the runs: make ui (or resnet-bench ui {experiment}), then {_address(uri, experiment)}")
     if written is None:
+        if missing:
+            print(f"nothing to compare against: {missing}")
         return 0
     from ..report import render, stats
 
     agreements = stats.against(ctx.verdicts, stats.written_verdicts(written))
-    for line in render.against_lines(agreements, args.against):
+    for line in render.against_lines(agreements, source):
         print(line)
     return 0 if all(a.same_verdict for a in agreements if a.written and a.fresh) else 1
