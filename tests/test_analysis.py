@@ -190,10 +190,17 @@ def _repoint_models(uri: str, folder) -> None:
 
 
 @pytest.mark.slow
-def test_a_missing_or_corrupt_model_and_an_experiment_without_models_are_one_line(tiny_sweep, tmp_path):
+def test_runs_without_a_model_are_skipped_and_a_missing_or_corrupt_one_or_none_is_one_line(tiny_sweep, tmp_path):
     _, exp, uri = tiny_sweep
     uri = private_store(uri, tmp_path)
     db = tmp_path / "db.sqlite"
+    plain = next(r.info.run_id for r in all_runs(uri, "tiny") if r.info.run_name == "plain8-seed0")
+    with contextlib.closing(sqlite3.connect(db)) as con, con:  # one run as if trained before runs kept nets
+        con.execute("DELETE FROM inputs WHERE destination_type = 'MODEL_OUTPUT' AND source_id = ?", (plain,))
+    code, out, err = _analyse([str(exp), "--tracking-uri", uri, *ONE_DEPTH, "--force"])
+    assert code == 0, err
+    assert "1 of 2 runs have no stored model (trained before runs kept nets): skipped" in out
+    assert "analysed 1 runs" in out and "1 without a stored model" in out
     _repoint_models(uri, tmp_path / "gone")
     code, _, err = _analyse([str(exp), "--tracking-uri", uri, *ONE_DEPTH, "--force"])
     assert code == 2 and err.count("\n") == 1 and "has no stored model" in err and "resnet8 seed 0" in err, err
