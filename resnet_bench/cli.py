@@ -61,9 +61,8 @@ def _check_environment(args) -> None:
         inputs.output_path(args.out, "--out")
 
 
-# What a stop leaves behind, per command: a sweep marks its run in flight KILLED; an analysis
-# has written the results of every run it finished measuring.
-_STOPPED = {"run": "the current run is marked KILLED", "analyse": "the runs measured so far keep their results"}
+# What a stop leaves behind, as a command says it (its STOPPED), by default what a sweep does.
+_STOPPED = {c.NAME: getattr(c, "STOPPED", run.STOPPED) for c in COMMANDS}
 
 
 def _stopped(signum: int, command: str | None = None) -> int:
@@ -72,7 +71,7 @@ def _stopped(signum: int, command: str | None = None) -> int:
     traceback or a death by signal. (``main`` restores the caller's handlers afterwards;
     ``__main__`` exits with them ignored.)"""
     signals.ignore()
-    left = _STOPPED.get(command, _STOPPED["run"])
+    left = _STOPPED.get(command, run.STOPPED)
     if signum == signal.SIGINT:
         print(f"interrupted: {left}; run the same command again to resume", file=sys.stderr)
         return 130

@@ -176,9 +176,9 @@ def reading(what: str, path, refused: tuple[type[BaseException], ...] = ()):
     except OSError as e:
         raise UserError(f"{what} {path}: {_read_reason(e, path)}") from None
     except UnicodeDecodeError as e:
-        raise UserError(f"{what} {path}: not UTF-8 text ({_first_line(e)})") from None
+        raise UserError(f"{what} {path}: not UTF-8 text ({first_line(e)})") from None
     except _CORRUPT as e:
-        raise UserError(f"{what} {path}: unreadable, truncated or not this kind of file ({_first_line(e)})") from None
+        raise UserError(f"{what} {path}: unreadable, truncated or not this kind of file ({first_line(e)})") from None
     except refused as e:
         raise UserError(f"{what} {path}: {_refusal(e)}") from None
 
@@ -186,18 +186,19 @@ def reading(what: str, path, refused: tuple[type[BaseException], ...] = ()):
 def _read_reason(e: OSError, path) -> str:
     if type(e) is OSError:
         # h5py and PIL raise plain OSErrors for damaged content ("truncated file", "not HDF5")
-        return f"unreadable, truncated or not this kind of file ({_first_line(e)})"
+        return f"unreadable, truncated or not this kind of file ({first_line(e)})"
     return os_reason(e, path)
 
 
 def _refusal(e: BaseException) -> str:
-    text = _first_line(e)
+    text = first_line(e)
     if "pickle" in text.lower():
         return "holds pickled Python objects, refused because loading them can run code; save plain numeric arrays"
     return text
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
+    """An exception's first line (its type when it has no text): what a one-line error quotes."""
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
 
@@ -409,12 +410,12 @@ def opening_store(uri: str):
     except ImportError as e:
         raise UserError(f"tracking store {uri}: needs the {e.name or 'database driver'} package ({e})") from None
     except SQLAlchemyError as e:
-        reason = _first_line(getattr(e, "orig", None) or e)
+        reason = first_line(getattr(e, "orig", None) or e)
         raise UserError(f"tracking store {uri}: the database cannot be opened ({reason})") from None
     except OSError as e:  # the store's folder or lock file (tracking_uri checked the path first)
         raise UserError(f"tracking store {uri}: {e.strerror or e}") from None
 
 
 def _first_sentence(text: str) -> str:
-    line = _first_line(Exception(text))
+    line = first_line(Exception(text))
     return re.split(r"(?<=[a-z0-9)'])\. (?=[A-Z])", line)[0].rstrip(".")

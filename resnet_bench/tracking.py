@@ -297,6 +297,16 @@ class Store:
         """``fn(*args, **kwargs)``, retried while the store is away (as every call here is)."""
         return _retry(fn, *args, **kwargs)
 
+    def analysis_record(self, run) -> dict | None:
+        """The analysis record of ``run`` (an MLflow run as ``search_runs`` returns it), or None
+        when it has none: a run counts as analysed once its metrics hold the analysis's
+        headline numbers, which ``resnet-bench analyse`` writes after the record."""
+        if not set(schema.ANALYSIS_METRICS) <= set(run.data.metrics):
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            local = _retry(self.client.download_artifacts, run.info.run_id, schema.ANALYSIS_ARTIFACT, tmp)
+            return json.loads(Path(local).read_text())
+
     def log_metrics(self, run_id: str, values: dict[str, float]) -> None:
         """Metrics measured once (step 0), in one call."""
         ts = int(time.time() * 1000)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .inputs import first_line
 
 MODEL_NAME = "model"  # runs:/<run id>/model
 
@@ -118,14 +119,14 @@ def load_net(uri: str, run_id: str, what: str = ""):
         try:
             local = mlflow.artifacts.download_artifacts(model_uri(run_id), dst_path=tmp)
         except Exception as e:
-            raise UserError(f"{name} has no stored model ({model_uri(run_id)}: {_first_line(e)})") from None
+            raise UserError(f"{name} has no stored model ({model_uri(run_id)}: {first_line(e)[:300]})") from None
         if not (Path(local) / "MLmodel").is_file():  # a model whose files are gone downloads as nothing
             raise UserError(f"{name} has no stored model (no files at {model_uri(run_id)})")
         try:
             info = mlflow.models.Model.load(Path(local) / "MLmodel")
             net = mlflow.keras.load_model(local)
         except Exception as e:
-            raise UserError(f"{name}: its stored model cannot be read ({_first_line(e)})") from None
+            raise UserError(f"{name}: its stored model cannot be read ({first_line(e)[:300]})") from None
         finally:
             shutil.rmtree(local, ignore_errors=True)
     return net, dict(info.metadata or {})
@@ -142,8 +143,3 @@ def normalise(images: np.ndarray, metadata: dict) -> np.ndarray:
     mean = np.asarray(metadata["normalisation_mean"], np.float32)
     std = np.asarray(metadata["normalisation_std"], np.float32)
     return (images.astype(np.float32) - mean) / std
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:300] if text else type(e).__name__

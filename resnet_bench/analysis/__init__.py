@@ -67,18 +67,6 @@ def finished_runs(store, cfg) -> list:
     return out
 
 
-def _stored(store, run) -> dict | None:
-    import mlflow
-
-    from ..trained import using_store
-
-    with using_store(store.uri):
-        try:
-            return json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{ARTIFACT}"))
-        except Exception:
-            return None
-
-
 class Bench:
     """One variant's lesionable net and the compiled functions every measurement calls: the
     validation accuracy, the training loss on the fixed subset, and Hessian-vector products on
@@ -175,7 +163,7 @@ def analyse(cfg, uri: str, *, settings: Settings = Settings(), force: bool = Fal
         echo(f"{counts['no_model']} of {len(runs)} runs have no stored model (trained before runs kept nets): skipped")
     todo = []
     for spec, seed, run in with_model:
-        stored = None if force else _stored(store, run)
+        stored = None if force else store.analysis_record(run)
         if stored and stored.get("settings") == json.loads(settings.key()):
             counts["already"] += 1
         else:

@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .landscape import data_loss
+
 
 def power_iteration(hvp, size: int, seed: int, tolerance: float = 1e-3, max_iterations: int = 100) -> dict:
     """Dominant eigenvalue of the symmetric operator ``hvp`` (flat float vector -> same).
@@ -42,10 +44,8 @@ def hessian_vector_product(model: keras.Model, x: np.ndarray, y: np.ndarray):
     params = model.trainable_variables
     shapes = [tuple(p.shape) for p in params]
     sizes = [int(np.prod(s)) for s in shapes]
-    binary = model.output_shape[-1] == 1
-    loss_of = keras.losses.BinaryCrossentropy() if binary else keras.losses.SparseCategoricalCrossentropy()
-    xb = tf.constant(x)
-    yb = tf.constant(np.asarray(y, np.float32)[:, None] if binary else y)
+    loss_of, labels = data_loss(model)
+    xb, yb = tf.constant(x), labels(tf.constant(y))
 
     @tf.function
     def product(parts):

@@ -41,19 +41,26 @@ def filter_normalised(weights: list[np.ndarray], seed: int, direction: int) -> l
     return out
 
 
+def data_loss(model: keras.Model):
+    """(loss, labels): the data loss of ``model``'s head (one sigmoid unit: binary
+    cross-entropy on float labels of shape (N, 1); softmax: sparse categorical) without the
+    training's label smoothing or weight penalty, and the labels as it takes them."""
+    if model.output_shape[-1] == 1:
+        return keras.losses.BinaryCrossentropy(), lambda y: tf.cast(y, tf.float32)[:, None]
+    return keras.losses.SparseCategoricalCrossentropy(), lambda y: y
+
+
 def loss_fn(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512):
     """A function of no arguments: the mean data loss of ``model`` on (x, y) in inference mode,
     read with the model's current variables."""
     batches = [(tf.constant(x[i : i + batch_size]), tf.constant(y[i : i + batch_size]))
                for i in range(0, len(x), batch_size)]  # fmt: skip
-    binary = model.output_shape[-1] == 1
-    loss = keras.losses.BinaryCrossentropy() if binary else keras.losses.SparseCategoricalCrossentropy()
+    loss, labels = data_loss(model)
     n = len(x)
 
     @tf.function
     def total(xb, yb):
-        yb = tf.cast(yb, tf.float32)[:, None] if binary else yb
-        return loss(yb, model(xb, training=False)) * tf.cast(tf.shape(xb)[0], tf.float32)
+        return loss(labels(yb), model(xb, training=False)) * tf.cast(tf.shape(xb)[0], tf.float32)
 
     def mean_loss() -> float:
         return float(sum(float(total(xb, yb)) for xb, yb in batches) / n)

@@ -6,6 +6,7 @@ from .. import inputs
 
 NAME = "analyse"
 LOADS_TENSORFLOW = False  # loaded once the experiment and the store are checked
+STOPPED = "the runs measured so far keep their results"  # what an interrupt leaves (the CLI's one line)
 
 
 def add_parser(sub) -> None:

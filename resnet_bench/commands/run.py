@@ -6,6 +6,7 @@ from .. import inputs
 
 NAME = "run"
 LOADS_TENSORFLOW = False  # only where runs train (the pool sees to it), after the input is checked
+STOPPED = "the current run is marked KILLED"  # what an interrupt leaves (the CLI's one line)
 
 
 def add_parser(sub) -> None:

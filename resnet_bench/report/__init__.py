@@ -83,8 +83,7 @@ def write_report(uri: str, experiment: str, out: Path, config_hash=None, seeds=N
     frame, layers = load_frames(uri, experiment)
     out = Path(out)
     fig_rel = f"figures/{out.stem}"
-    used = stats.finished_latest(stats.select_runs(frame, config_hash, seeds)[0])["run_id"].unique()
-    ctx = build_context(frame, experiment, config_hash, seeds, fig_rel, command, layers, load_analyses(uri, used))
+    ctx = build_context(frame, experiment, config_hash, seeds, fig_rel, command, layers, load_analyses(uri, frame))
     ctx.figures = render.figures(ctx.frame, ctx.runs, out.parent / fig_rel, ctx.profiles, ctx.why)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render.markdown(ctx))

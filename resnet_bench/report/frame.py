@@ -42,6 +42,7 @@ def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         # What this version of the schema expects and the run lacks (checked for the runs a
         # report uses: see stats.check_schema).
         base["schema_missing"] = ",".join(schema.missing_params(params))
+        base["analysed"] = set(schema.ANALYSIS_METRICS) <= set(run.data.metrics)
         kinds = {**{k: t for k, (t, _) in {**schema.RUN_PARAMS, **schema.INFO_PARAMS}.items()}, **schema.CONFIG_PARAMS}
         for key, kind in kinds.items():
             value = schema.param_text(params, key)
@@ -73,19 +74,9 @@ def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame, layers.sort_values(["run_id", "kind", "index"]).reset_index(drop=True)
 
 
-def load_analyses(uri: str, run_ids) -> dict[str, dict]:
-    """The analysis record (:data:`resnet_bench.schema.ANALYSIS_ARTIFACT`, written by
-    ``resnet-bench analyse``) of each of ``run_ids`` that was analysed: whose metrics hold the
-    analysis's headline numbers, written after the record."""
-    import json
-    import tempfile
-    from pathlib import Path
-
+def load_analyses(uri: str, frame: pd.DataFrame) -> dict[str, dict]:
+    """The analysis record of each FINISHED run of ``frame`` (:func:`load_frames`) that was
+    analysed, by run id."""
     store = Store(uri)
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for run_id in run_ids:
-            if set(schema.ANALYSIS_METRICS) <= set(store.get_run(run_id).data.metrics):
-                local = store.retry(store.client.download_artifacts, run_id, schema.ANALYSIS_ARTIFACT, tmp)
-                out[run_id] = json.loads(Path(local).read_text())
-    return out
+    done = frame[frame["analysed"] & (frame["status"] == schema.FINISHED)]["run_id"].unique()
+    return {rid: store.analysis_record(store.get_run(rid)) for rid in done}

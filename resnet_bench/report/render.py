@@ -7,7 +7,6 @@ stamp), so a report regenerated from the same store is byte-identical and diffs 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +20,7 @@ from .. import schema  # noqa: E402
 from ..schema import FINISHED, RUNNING  # noqa: E402
 from . import plotting, render_why, stats  # noqa: E402
 from .context import ReportContext  # noqa: E402
+from .numbers import pm  # noqa: E402
 
 
 def _band_plot(ax, frame, runs, metric, colours, ylabel):
@@ -155,11 +155,6 @@ def _fig7(profiles: pd.DataFrame, runs: pd.DataFrame, colours: dict, path: Path)
     return plotting.save(fig, path)
 
 
-def _pm(ms: tuple[float, float], fmt: str = ".3f") -> str:
-    mean, std = ms
-    return f"{mean:{fmt}}" if math.isnan(std) else f"{mean:{fmt}} ± {std:{fmt}}"
-
-
 def _ci(d: stats.Paired) -> tuple[str, str, str]:
     if not d.has_stats:
         return f"{d.mean:+.3f}", "n/a", "n/a"
@@ -284,8 +279,7 @@ def _response_section(ctx: ReportContext) -> list[str]:
         "|---|---|---|---|",
     ]
     for r in rows:
-        ratio = _pm(r["median_branch_ratio"]) if r["median_branch_ratio"] else "—"
-        L.append(f"| {r['model']} | {r['n']} | {_pm(r['median_response_std'])} | {ratio} |")
+        L.append(f"| {r['model']} | {r['n']} | {pm(r['median_response_std'])} | {pm(r['median_branch_ratio'])} |")
     L += [""]
     fig7 = [v for v in ctx.verdicts if v.figure == "fig7"]
     L += [f"- {v.sentence}" for v in fig7] or [
@@ -366,8 +360,8 @@ def _summary_section(ctx: ReportContext) -> list[str]:
     for r in ctx.summary:
         L.append(
             f"| {r['model']} | {r['depth']} | {r['shortcut']} | {r['params']:,} | {r['macs'] / 1e6:.1f}M | {r['n']} | "
-            f"{_pm(r['final_train_loss'])} | {_pm(r['final_train_accuracy'])} | {_pm(r['best_val_accuracy'])} | "
-            f"{_pm(r['final_val_accuracy'])} | {r['step_ms']:.1f} | {r['images_per_second']:.0f} |"
+            f"{pm(r['final_train_loss'])} | {pm(r['final_train_accuracy'])} | {pm(r['best_val_accuracy'])} | "
+            f"{pm(r['final_val_accuracy'])} | {r['step_ms']:.1f} | {r['images_per_second']:.0f} |"
         )
     return L + [""]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import plotting  # noqa: E402
+from .numbers import pm  # noqa: E402
 from .why import COLUMNS, WHEN, Why  # noqa: E402
 
 CAPTIONS = {
@@ -75,13 +75,6 @@ def _contours(w: Why, path: Path) -> str:
     return plotting.save(fig, path)
 
 
-def _pm(ms, fmt: str) -> str:
-    if ms is None:
-        return "—"
-    mean, std = ms
-    return f"{mean:{fmt}}" if math.isnan(std) else f"{mean:{fmt}} ± {std:{fmt}}"
-
-
 def section(w: Why | None, verdicts: list) -> list[str]:
     """The section's lines; none when no run used was analysed (the report command says so),
     so a report over runs of earlier versions reads as it did."""
@@ -103,7 +96,7 @@ def section(w: Why | None, verdicts: list) -> list[str]:
     cols = list(COLUMNS)
     L += ["| variant | n | " + " | ".join(COLUMNS[c][1] for c in cols) + " |", "|---|---|" + "---|" * len(cols)]
     for r in w.table:
-        L.append(f"| {r['model']} | {r['n']} | " + " | ".join(_pm(r[c], ".3g") for c in cols) + " |")
+        L.append(f"| {r['model']} | {r['n']} | " + " | ".join(pm(r[c], ".3g") for c in cols) + " |")
     L += ["", f"Rule: as for every claim above. The analyses took {w.seconds:.0f} s in all.", ""]
     L += [f"- {v.sentence}" for v in verdicts if v.figure == "why"]
     L += [f"- {note}" for note in w.notes]
