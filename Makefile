@@ -52,8 +52,7 @@ test-fast: $(STAMP)
 ## claim with the committed one it replaces (a failed run or analysis, or a verdict that differs
 ## from the committed report's, makes the exit code non-zero; the report is written whatever finished)
 bench: $(STAMP)
-	$(BIN)/resnet-bench run $(EXPERIMENT) $(ARGS); rc=$$?; \
-	$(BIN)/resnet-bench analyse $(EXPERIMENT) || rc=$$?; \
+	$(BIN)/resnet-bench run $(EXPERIMENT) --analyse $(ARGS); rc=$$?; \
 	$(BIN)/resnet-bench report $(NAME) --against-committed && exit $$rc
 
 report: $(STAMP)

@@ -156,6 +156,20 @@ def _result(store, run_id: str, folder) -> dict:
     return json.loads(Path(store.client.download_artifacts(run_id, schema.ANALYSIS_ARTIFACT, str(folder))).read_text())
 
 
+def test_lanes_keep_each_variants_runs_in_one_process_and_balance_the_depths():
+    from resnet_bench.analysis import lanes
+
+    specs = {d: [ModelSpec(depth=d, shortcut=s) for s in ("A", "none")] for d in (20, 56)}
+    tasks = [(None, "", None, spec, seed, f"{spec.name}-{seed}", False) for d in (20, 56) for spec in specs[d]
+             for seed in range(4)]  # fmt: skip
+    split = lanes(tasks, 2)
+    assert sorted(t[5] for lane in split for t in lane) == sorted(t[5] for t in tasks)
+    for spec in specs[20] + specs[56]:  # every run of a variant in one lane
+        assert sum(any(t[3] == spec for t in lane) for lane in split) == 1
+    assert [sorted(t[3].depth for t in lane) for lane in split] == [[20] * 4 + [56] * 4] * 2  # equal work
+    assert [len(lane) for lane in lanes(tasks, 8)] == [4, 4, 4, 4]  # one process per variant at most
+
+
 @pytest.mark.slow
 def test_analyse_measures_stored_nets_deterministically_in_workers_or_not_and_resumes(tiny_sweep, tmp_path):
     _, exp, uri = tiny_sweep
@@ -180,6 +194,21 @@ def test_analyse_measures_stored_nets_deterministically_in_workers_or_not_and_re
         again = _result(store, r.info.run_id, folder / f"{m}-again")
         for key in ("lesions", "landscape_init", "landscape_final", "curvature_init", "curvature_final"):
             assert again[key] == first[m][key], key
+
+
+@pytest.mark.slow
+def test_run_analyse_measures_the_runs_of_the_same_overrides(tiny_sweep, tmp_path):
+    """``run --analyse`` (what make bench runs) analyses the configuration its ``--set`` made:
+    here every run is FINISHED already, so it trains nothing and measures the two of depth 8."""
+    _, exp, uri = tiny_sweep
+    uri = private_store(uri, tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["run", str(exp), "--tracking-uri", uri, *ONE_DEPTH, "--jobs", "1", "--analyse"])
+    assert code == 0, err.getvalue()
+    assert "analysed 2 runs" in out.getvalue()
+    analysed = {r.data.params["model"] for r in all_runs(uri, "tiny") if "curvature/final" in r.data.metrics}
+    assert analysed == {"resnet8", "plain8"}
 
 
 def _repoint_models(uri: str, folder) -> None:

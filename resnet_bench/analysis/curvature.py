@@ -48,20 +48,17 @@ def hessian_vector_product(model: keras.Model, x: np.ndarray, y: np.ndarray):
     xb, yb = tf.constant(x), labels(tf.constant(y))
 
     @tf.function
-    def product(parts):
+    def product(v):
+        parts = [tf.reshape(part, shape) for part, shape in zip(tf.split(v, sizes), shapes)]
         with tf.GradientTape() as outer:
             with tf.GradientTape() as inner:
                 loss = loss_of(yb, model(xb, training=False))
             grads = inner.gradient(loss, params)
             dot = tf.add_n([tf.reduce_sum(g * p) for g, p in zip(grads, parts)])
-        return outer.gradient(dot, params)
+        out = outer.gradient(dot, params)
+        return tf.concat([tf.zeros(n) if g is None else tf.reshape(g, [-1]) for g, n in zip(out, sizes)], 0)
 
     def hvp(v: np.ndarray) -> np.ndarray:
-        parts, start = [], 0
-        for shape, n in zip(shapes, sizes):
-            parts.append(tf.constant(v[start : start + n].reshape(shape), tf.float32))
-            start += n
-        out = product(parts)
-        return np.concatenate([np.zeros(n) if g is None else g.numpy().ravel() for g, n in zip(out, sizes)])
+        return product(tf.constant(v, tf.float32)).numpy().astype(np.float64)
 
     return hvp, sum(sizes)

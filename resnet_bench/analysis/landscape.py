@@ -69,21 +69,40 @@ def loss_fn(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 
 
 
 class Surface:
-    """The loss of ``model`` at ``w0 + a * d1 (+ b * d2)``: moves the kernels, puts them back."""
+    """The loss of ``model`` at ``w0 + a * d1 (+ b * d2)``: moves the kernels, puts them back.
+
+    Moving and restoring are one compiled call each: a resnet56 has 57 kernels, and assigning
+    them one by one from Python cost about as much as the loss on 128 images."""
 
     def __init__(self, model: keras.Model, loss):
         self.vars = kernels(model)
         self.w0 = [v.numpy() for v in self.vars]
+        origin = [tf.constant(w) for w in self.w0]
         self.loss = loss
 
-    def at(self, steps: list[tuple[float, list[np.ndarray]]]) -> float:
-        for v, w, *ds in zip(self.vars, self.w0, *[d for _, d in steps]):
-            v.assign(w + sum(a * d for (a, _), d in zip(steps, ds)))
+        @tf.function
+        def place(coefficients, directions):
+            for i, (v, w) in enumerate(zip(self.vars, origin)):
+                v.assign(w + tf.add_n([coefficients[j] * d[i] for j, d in enumerate(directions)]))
+
+        @tf.function
+        def restore():
+            for v, w in zip(self.vars, origin):
+                v.assign(w)
+
+        self._place, self._restore = place, restore
+
+    def direction(self, d: list[np.ndarray]) -> list:
+        """``d`` as the tensors :meth:`at` takes (converted once, not at every point)."""
+        return [tf.constant(x) for x in d]
+
+    def at(self, steps: list[tuple[float, list]]) -> float:
+        coefficients = tf.constant([a for a, _ in steps], tf.float32)
+        self._place(coefficients, [list(d) for _, d in steps])
         try:
             return self.loss()
         finally:
-            for v, w in zip(self.vars, self.w0):
-                v.assign(w)
+            self._restore()
 
 
 def alphas(points: int) -> np.ndarray:
@@ -96,7 +115,7 @@ def lines(model: keras.Model, loss, seed: int, directions: int, points: int) -> 
     centre = loss()
     out = []
     for k in range(directions):
-        d = filter_normalised(surface.w0, seed, k)
+        d = surface.direction(filter_normalised(surface.w0, seed, k))
         out.append([centre if a == 0 else surface.at([(a, d)]) for a in alphas(points)])
     return out
 
@@ -104,7 +123,7 @@ def lines(model: keras.Model, loss, seed: int, directions: int, points: int) -> 
 def contour(model: keras.Model, loss, seed: int, points: int) -> list[list[float]]:
     """Loss on a ``points`` x ``points`` grid of the plane of directions 0 and 1 (rows: d1)."""
     surface = Surface(model, loss)
-    d1, d2 = (filter_normalised(surface.w0, seed, k) for k in (0, 1))
+    d1, d2 = (surface.direction(filter_normalised(surface.w0, seed, k)) for k in (0, 1))
     return [[surface.at([(a, d1), (b, d2)]) for b in alphas(points)] for a in alphas(points)]
 
 

@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
     r.add_argument("--force", action="store_true", help="train again even runs that already finished")
     r.add_argument("--dry-run", action="store_true", help="print the planned runs and exit")
     r.add_argument(
+        "--analyse", action="store_true", help="then measure the stored nets, as `resnet-bench analyse` (same options)"
+    )
+    r.add_argument(
         "--jobs",
         type=inputs.jobs,
         default="auto",
@@ -44,6 +47,11 @@ def main(args) -> int:
     # only for --jobs 1), so a sweep of worker processes does not pay its import twice.
     models = [m for group in args.models for m in group] if args.models else None
     pools = PoolOptions(args.executor, args.jobs, args.address, args.gpus_per_run, args.cpus_per_run)
-    return driver.run_sweep(
+    rc = driver.run_sweep(
         cfg, uri, seeds=args.seeds, models=models, force=args.force, dry_run=args.dry_run, pools=pools
     )
+    if args.analyse and not args.dry_run:
+        from .analyse import measure
+
+        return measure(cfg, uri, args.jobs) or rc
+    return rc
