@@ -16,10 +16,10 @@ import sys
 import traceback
 
 from . import inputs, quiet, signals
-from .commands import analyse, data, gpu_check, models, perf, report, run, ui
+from .commands import analyse, config, data, gpu_check, models, perf, report, run, ui
 from .errors import Terminated, UserError
 
-COMMANDS = (run, analyse, report, ui, models, data, perf, gpu_check)  # in the order --help lists them
+COMMANDS = (run, analyse, report, ui, config, models, data, perf, gpu_check)  # in the order --help lists them
 
 # Commands that need TensorFlow from the start load it first, quietly (see quiet.py); the
 # others load it, if at all, once their input has been checked, so a mistake is told at once.

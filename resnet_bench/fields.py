@@ -1,8 +1,10 @@
-"""Validation rules declared beside the config fields they govern.
+"""Validation rules and help declared beside the config fields they govern.
 
-A field made by one of these helpers carries its rule in its dataclass metadata;
-:func:`problem` reads it back, so ``config`` checks every field of every section the same way
-and a new option states its limits where it is declared.
+A field made by one of these helpers carries its rule and a line of help in its dataclass
+metadata; :func:`problem` reads the rule back, so ``config`` checks every field of every
+section the same way, and :mod:`resnet_bench.reference` writes the page of every field
+(docs/config.md) from the same metadata, so a new option states its limits and its meaning
+where it is declared.
 """
 
 from __future__ import annotations
@@ -10,26 +12,32 @@ from __future__ import annotations
 from dataclasses import field
 
 
-def choice(default, options):
+def plain(default, help: str):
+    """Any value of the field's type."""
+    return field(default=default, metadata={"help": help})
+
+
+def choice(default, options, help: str = ""):
     """One of ``options``."""
-    return field(default=default, metadata={"choices": tuple(options)})
+    return field(default=default, metadata={"choices": tuple(options), "help": help})
 
 
-def positive(default):
+def positive(default, help: str = ""):
     """A number above zero."""
-    return field(default=default, metadata={"bound": "positive"})
+    return field(default=default, metadata={"bound": "positive", "help": help})
 
 
-def non_negative(default):
+def non_negative(default, help: str = ""):
     """A number of zero or more."""
-    return field(default=default, metadata={"bound": "non_negative"})
+    return field(default=default, metadata={"bound": "non_negative", "help": help})
 
 
-def fraction(default):
+def fraction(default, help: str = ""):
     """A number in [0, 1)."""
-    return field(default=default, metadata={"bound": "fraction"})
+    return field(default=default, metadata={"bound": "fraction", "help": help})
 
 
+BOUND_TEXT = {"positive": "> 0", "non_negative": ">= 0", "fraction": "0 to < 1"}  # as the reference writes them
 _BOUNDS = {
     "positive": (lambda v: v > 0, "must be positive"),
     "non_negative": (lambda v: v >= 0, "must not be negative"),

@@ -185,6 +185,19 @@ def analyse(cfg, uri: str, *, settings: Settings = Settings(), force: bool = Fal
     return counts
 
 
+def analyse_experiment(cfg, uri: str, jobs="auto", *, force: bool = False, echo=print) -> dict:
+    """:func:`analyse` with the experiment's settings, in ``jobs`` processes ("auto": cores /
+    intra-op threads), then one line of counts: what ``analyse`` and ``run --analyse`` do."""
+    from ..pools import auto_jobs
+
+    jobs = auto_jobs(cfg.train.intra_op_threads, 1 << 30) if jobs == "auto" else jobs
+    settings = Settings(contour_points=cfg.analysis.contours)
+    counts = analyse(cfg, uri, settings=settings, force=force, jobs=jobs, echo=echo)
+    echo(f"analysed {counts['analysed']} runs in {counts['seconds']:.0f}s ({counts['already']} already analysed, "
+         f"{counts['no_model']} without a stored model)")  # fmt: skip
+    return counts
+
+
 def lanes(tasks: list, jobs: int) -> list[list]:
     """``tasks`` split into at most ``jobs`` lists, all runs of a variant in one list, so each
     process traces a variant's functions once. Variants go heaviest first (depth x runs) to the

@@ -25,23 +25,10 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from .. import config
+    from .. import analysis, config
 
     cfg = config.load(args.experiment, args.set, args.data)
     uri = inputs.tracking_uri(args.tracking_uri, must_exist=True)
     config.check_data_path(cfg)
-    return measure(cfg, uri, args.jobs, force=args.force)
-
-
-def measure(cfg, uri: str, jobs, *, force: bool = False) -> int:
-    """Analyse ``cfg``'s stored nets in ``jobs`` processes ("auto": cores / intra-op threads)
-    and print one line of counts; also what ``run --analyse`` does after training."""
-    from .. import analysis
-    from ..pools import auto_jobs
-
-    jobs = auto_jobs(cfg.train.intra_op_threads, 1 << 30) if jobs == "auto" else jobs
-    settings = analysis.Settings(contour_points=cfg.analysis.contours)
-    counts = analysis.analyse(cfg, uri, settings=settings, force=force, jobs=jobs)
-    print(f"analysed {counts['analysed']} runs in {counts['seconds']:.0f}s ({counts['already']} already analysed, "
-          f"{counts['no_model']} without a stored model)")  # fmt: skip
+    analysis.analyse_experiment(cfg, uri, args.jobs, force=args.force)
     return 0

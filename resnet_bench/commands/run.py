@@ -51,7 +51,7 @@ def main(args) -> int:
         cfg, uri, seeds=args.seeds, models=models, force=args.force, dry_run=args.dry_run, pools=pools
     )
     if args.analyse and not args.dry_run:
-        from .analyse import measure
+        from ..analysis import analyse_experiment
 
-        return measure(cfg, uri, args.jobs) or rc
+        analyse_experiment(cfg, uri, args.jobs)
     return rc
