@@ -66,7 +66,7 @@ ui: $(STAMP)
 perf: $(STAMP)
 	$(BIN)/resnet-bench perf --model resnet18 --model resnet34 --model resnet50 --image-size 64 --batch-size 32 \
 		--baseline keras --pipeline --sweep $(EXPERIMENT) --set 'grid.seeds=[0,1]' \
-		--data "$(DATA)" --out reports/perf.md
+		$(if $(DATA),--data "$(DATA)") --out reports/perf.md
 
 ## the GPU path in one command (sized for about 8 minutes on one GPU; toy sizes and a "no GPU" report elsewhere)
 gpu-check: $(STAMP)

@@ -59,7 +59,7 @@ class BatchNorm(layers.BatchNormalization):
 
     Same weights, names and normalisation as the Keras layer; on the TensorFlow backend one
     fused op replaces the separate moments and normalise ops, which made ResNet-50 training
-    about 1.2x faster on a 2-core CPU (reports/perf.md). The moving variance takes the
+    about 1.2x faster on a 2-core CPU (docs/performance.md). The moving variance takes the
     unbiased batch variance the fused op returns (as torchvision and tf.keras 2 do; Keras 3
     uses the biased one). Other backends and layouts fall back to the Keras layer.
     """

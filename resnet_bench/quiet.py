@@ -22,7 +22,7 @@ def tensorflow_env(onednn: bool | None = None) -> None:
     """TensorFlow's environment defaults, for any process that may load it; TensorFlow reads
     them once, at import, so this comes first. oneDNN's CPU kernels are on unless ``onednn``
     is False or the user set ``TF_ENABLE_ONEDNN_OPTS``: they made CIFAR ResNet training
-    1.25-1.30x faster on the project's 2-core CPU (reports/perf.md, "Settings tried"). Only
+    1.25-1.30x faster on the project's 2-core CPU (docs/performance.md, "Settings tried"). Only
     TensorFlow's warnings and errors are logged (its INFO lines: see below)."""
     if onednn is False:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"

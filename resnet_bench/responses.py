@@ -80,7 +80,7 @@ class ResponseProbe:
 
     Run once per run, after the last epoch, eagerly: tracing the pass into a graph took 4.1-4.4
     s for a 56-layer net on 2 cores, running it eagerly 0.5-1.0 s, and a graph would only pay
-    off over many calls (reports/perf.md). Reductions are in float64 numpy.
+    off over many calls (docs/performance.md). Reductions are in float64 numpy.
     """
 
     def __init__(self, model: keras.Model):

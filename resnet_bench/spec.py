@@ -50,16 +50,27 @@ class ModelSpec:
 
     depth: int
     shortcut: str = "A"
-    family: str = fields.choice("auto", (*FAMILIES, "auto"), "cifar: He et al.'s 6n+2 nets (section 4.2); "
-                                "imagenet: ResNet-18 to 152; auto: imagenet for its depths, else cifar")  # fmt: skip
-    flavour: str = fields.choice("paper", FLAVOURS, "paper: He et al.'s nets; article: the tutorial's four "
-                                 "models, slips kept, to replay it (imagenet family, shortcut B or none)")  # fmt: skip
-    stem: str = fields.choice("auto", STEMS, "imagenet: 7x7 conv and max-pool; small: one 3x3 conv (auto: the "
-                              "family's own)")  # fmt: skip
-    width: int = fields.non_negative(0, "first stage's filters, the others scaled alike (0: the family's own, "
-                                     "16 for cifar, 64 for imagenet)")  # fmt: skip
-    bottleneck_stride: str = fields.choice("v1", BOTTLENECK_STRIDES, "bottleneck blocks: v1 strides the 1x1 "
-                                           "conv (the paper), v1.5 the 3x3")  # fmt: skip
+    family: str = fields.choice(
+        "auto",
+        (*FAMILIES, "auto"),
+        "cifar: He et al.'s 6n+2 nets (section 4.2); "
+        "imagenet: ResNet-18 to 152; auto: imagenet for its depths, else cifar",
+    )
+    flavour: str = fields.choice(
+        "paper",
+        FLAVOURS,
+        "paper: He et al.'s nets; article: the tutorial's four "
+        "models, slips kept, to replay it (imagenet family, shortcut B or none)",
+    )
+    stem: str = fields.choice(
+        "auto", STEMS, "imagenet: 7x7 conv and max-pool; small: one 3x3 conv (auto: the family's own)"
+    )
+    width: int = fields.non_negative(
+        0, "first stage's filters, the others scaled alike (0: the family's own, 16 for cifar, 64 for imagenet)"
+    )
+    bottleneck_stride: str = fields.choice(
+        "v1", BOTTLENECK_STRIDES, "bottleneck blocks: v1 strides the 1x1 conv (the paper), v1.5 the 3x3"
+    )
     # A plain net has no residual branch, so for it the field is always False (__post_init__).
     zero_init: bool = fields.plain(False, "each residual branch's last BN scale starts at zero (Goyal et al. 2017)")
     # Torch's momentum 0.1 and Caffe's 0.9 are the paper's frameworks' value; Keras' 0.99 lags

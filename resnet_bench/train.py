@@ -40,7 +40,7 @@ class DeviceSettings:
 
 
 def resolve_device_settings(train_cfg) -> DeviceSettings:
-    """Fastest measured defaults per device kind (see reports/perf.md), overridable by the file.
+    """Fastest measured defaults per device kind (see docs/performance.md), overridable by the file.
 
     On CPU, mixed precision gained nothing and XLA was slower (width 16) or no faster (width
     4) after a ~20 s compile, so both stay off; on GPU mixed precision is on, and
@@ -65,7 +65,7 @@ def configure_threads(intra_op_threads: int) -> None:
 
     For the small convolutions of the CIFAR-style nets at 16-32 pixels, one intra-op thread
     (with the inter-op pool still running independent ops side by side) trained 1.2-1.4x
-    faster on a 2-core CPU; large ones gained nothing (reports/perf.md). TensorFlow fixes the
+    faster on a 2-core CPU; large ones gained nothing (docs/performance.md). TensorFlow fixes the
     pool when it starts, so each process that trains calls this first (runner.prepare_process).
     """
     if not intra_op_threads or tf.config.threading.get_intra_op_parallelism_threads() == intra_op_threads:

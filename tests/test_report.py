@@ -1,5 +1,6 @@
 """The report over a tiny tracked sweep: sections, figures, numbers, determinism, no TensorFlow."""
 
+import json
 import re
 import subprocess
 import sys
@@ -59,17 +60,18 @@ VERDICT = re.compile(
 )
 
 
-def stats_of(text: str) -> dict:
-    from resnet_bench.report import stats
+def stats_of(report) -> dict:
+    """claim -> (outcome, estimate) from the verdict records beside ``report``."""
+    from resnet_bench.report import verdicts
 
-    return stats.written_verdicts(text)
+    return verdicts.read_records(report.with_suffix(".json").read_text(), str(report))
 
 
 def test_the_report_leads_with_the_three_claims_as_its_verdicts_decide_them(reported):
     _, _, out = reported
     text = out.read_text()
     lead = text.split("## The three claims")[1].split("## Summary")[0]
-    verdicts = stats_of(text)
+    verdicts = stats_of(out)
     for claim in ("Degradation", "Shortcut effect", "Residual depth"):
         line = next(ln for ln in lead.splitlines() if ln.startswith(f"- **{claim}**: "))
         assert line.startswith(f"- **{claim}**: {verdicts[claim][0]}. "), line
@@ -120,9 +122,9 @@ def test_report_is_logged_as_a_run_the_report_itself_ignores(reported):
     (run,) = client.search_runs([exp.experiment_id], "tags.bench_report = 'true'", max_results=10)[:1]
     assert "run_key" not in run.data.tags and run.data.params["runs_used"] == "8"
     line = next(ln for ln in out.read_text().splitlines() if ln.startswith("- Degradation (validation): "))
-    assert run.data.params["verdict/Degradation/validation"] == _word(line)  # the logged verdict is the report's
+    assert run.data.params["verdict/degradation/validation"] == _word(line)  # the logged verdict is the report's
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"tiny.md", "figures"} <= artifacts
+    assert {"tiny.md", "tiny.json", "figures"} <= artifacts
     logged = client.download_artifacts(run.info.run_id, "tiny.md", str(tmp))
     assert open(logged).read() == out.read_text()
 
@@ -266,17 +268,23 @@ def test_against_a_written_report_says_claim_by_claim_whether_the_runs_agree(rep
     assert cli.main([*base, "--against", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     claims = [ln for ln in written.splitlines() if VERDICT.match(ln) or ln.startswith("- Degradation grows")]
-    assert len(stats_of(written)) == len(claims)
+    assert len(stats_of(out)) == len(claims)
     compared = [ln for ln in lines if ln.startswith("  ") and "same verdict" in ln]
     assert len(compared) == len(claims) > 6
     assert lines[-1].startswith(f"same verdicts on all {len(claims)} claims")
 
-    # The same report with one verdict word changed: that claim is named and the exit is 1.
+    # The same report whose records have one outcome changed: that claim is named and the exit
+    # is 1 (the records decide, not the prose: the Markdown is left as it was).
     line = next(ln for ln in claims if ln.startswith("- Shortcut effect: "))
     word = _word(line)
     other = "inconclusive" if word != "inconclusive" else "reproduced"
     doctored = tmp / "doctored.md"
-    doctored.write_text(written.replace(line, line.replace(f": {word}.", f": {other}.", 1)))
+    doctored.write_text(written)
+    records = json.loads(out.with_suffix(".json").read_text())
+    for r in records["verdicts"]:
+        if r["claim"] == "Shortcut effect":
+            r["outcome"] = other
+    doctored.with_suffix(".json").write_text(json.dumps(records))
     assert cli.main([*base, "--against", str(doctored)]) == 1
     out_lines = capsys.readouterr().out.splitlines()
     assert f"  Shortcut effect: VERDICT DIFFERS: {other} there, {word} here" in "\n".join(out_lines)

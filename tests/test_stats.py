@@ -1,13 +1,15 @@
 """Pure aggregation on hand-built frames with known answers."""
 
+import json
 import math
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from resnet_bench.report import stats
+from resnet_bench.report import stats, verdicts
 
 
 def runs_frame(values: dict[str, list[float]], val: dict[str, list[float]] | None = None):
@@ -50,8 +52,8 @@ def test_paired_known_effect():
     assert d.high == pytest.approx(0.55 + half)
     assert d.p == pytest.approx(sps.ttest_rel([1.0, 1.2, 1.1, 1.3], [0.5, 0.6, 0.7, 0.6]).pvalue)
     assert d.p < 0.01
-    assert stats.outcome(d, +1) == "reproduced"
-    assert stats.outcome(d, -1) == "not reproduced"
+    assert verdicts.outcome(d, +1) == "reproduced"
+    assert verdicts.outcome(d, -1) == "not reproduced"
 
 
 def test_paired_null_effect_is_inconclusive():
@@ -59,7 +61,7 @@ def test_paired_null_effect_is_inconclusive():
     d = stats.paired(runs, "plain56", "plain20", "final_train_loss")
     assert d.low < 0 < d.high
     assert d.p > 0.05
-    assert stats.outcome(d, +1) == "inconclusive"
+    assert verdicts.outcome(d, +1) == "inconclusive"
 
 
 def test_single_seed_has_no_statistics():
@@ -326,16 +328,15 @@ def test_a_written_report_is_read_back_claim_by_claim_and_checked_against_fresh_
     # plain56 - plain20 = +1.0 in every seed but one: reproduced, with an interval around 1.
     old = stats.verdicts(runs_frame({"plain20": [1.0, 1.1, 0.9, 1.0], "plain56": [2.0, 2.2, 1.9, 2.05],
                                      "resnet20": [0.5] * 4, "resnet56": [0.6, 0.4, 0.55, 0.45]}))  # fmt: skip
-    text = "# Report\n\n### Verdict\n\n" + "\n".join(f"- {v.sentence}" for v in old) + "\n"
-    written = stats.written_verdicts(text)
-    assert written["Degradation"] == ("reproduced", 1.038)  # mean of 1.0, 1.1, 1.0, 1.05 to 3 decimals
+    written = verdicts.read_records(verdicts.to_json(old, experiment="x"), "old.json")
+    assert written["Degradation"] == ("reproduced", pytest.approx(1.0375))  # mean of 1.0, 1.1, 1.0, 1.05
     assert written["Residual depth"][0] == "inconclusive"
     assert set(written) == {v.claim for v in old}
 
     # Fresh runs: the same degradation, smaller; residual depth now clearly reproduced.
     fresh = stats.verdicts(runs_frame({"plain20": [1.0, 1.0, 1.1, 0.9], "plain56": [1.5, 1.6, 1.5, 1.45],
                                        "resnet20": [0.5] * 4, "resnet56": [0.3, 0.31, 0.29, 0.3]}))  # fmt: skip
-    by = {a.claim: a for a in stats.against(fresh, written)}
+    by = {a.claim: a for a in verdicts.against(fresh, written)}
     deg = by["Degradation"]
     assert deg.same_verdict and deg.written == deg.fresh == "reproduced"
     assert deg.inside is False  # 1.038 lies above the fresh interval around +0.51
@@ -343,14 +344,34 @@ def test_a_written_report_is_read_back_claim_by_claim_and_checked_against_fresh_
     assert not by["Residual depth"].same_verdict and by["Residual depth"].fresh == "reproduced"
     lines = render.against_lines(list(by.values()), "old.md")
     assert lines[-1].startswith("verdicts differ on 1 of") and lines[-1].endswith("Residual depth")
-    same = stats.against(old, written)
+    same = verdicts.against(old, written)
     assert all(a.same_verdict and a.inside for a in same if a.fresh_estimate.has_stats)
     assert render.against_lines(same, "old.md")[-1].startswith(f"same verdicts on all {len(old)} claims")
 
 
+def test_verdict_records_carry_every_number_of_the_claim_and_a_foreign_file_is_one_line():
+    old = stats.verdicts(runs_frame({"plain20": [1.0, 1.1, 0.9, 1.0], "plain56": [2.0, 2.2, 1.9, 2.05],
+                                     "resnet20": [0.5] * 4, "resnet56": [0.6, 0.4, 0.55, 0.45]}))  # fmt: skip
+    doc = json.loads(verdicts.to_json(old, experiment="x", config_hash="abc"))
+    assert doc["experiment"] == "x" and doc["rule"] == verdicts.VERDICT_RULE
+    (deg,) = [r for r in doc["verdicts"] if r["claim"] == "Degradation"]
+    d = [1.0, 1.1, 1.0, 1.05]
+    low, high = sps.t.interval(0.95, 3, loc=np.mean(d), scale=np.std(d, ddof=1) / 2)
+    assert deg["key"] == "degradation" and deg["outcome"] == "reproduced" and deg["n"] == 4
+    assert deg["seeds"] == [0, 1, 2, 3] and deg["claimed_sign"] == 1 and deg["kind"] == "difference"
+    assert deg["estimate"] == pytest.approx(np.mean(d)) and deg["interval"] == pytest.approx([low, high])
+    assert deg["p"] == pytest.approx(sps.ttest_1samp(d, 0).pvalue)
+    assert deg["comparison"] == "plain56 vs plain20 (deep minus shallow plain net)"
+    assert [r["key"] for r in doc["verdicts"]][:2] == ["degradation", "shortcut_effect"]
+    assert "shortcut_effect/validation" in [r["key"] for r in doc["verdicts"]]
+    for bad in ("# a Markdown report\n", json.dumps({"format": 99, "verdicts": []}), json.dumps([1])):
+        with pytest.raises(ValueError, match="^old.json: not a report's verdict records"):
+            verdicts.read_records(bad, "old.json")
+
+
 def test_a_claim_only_one_side_decides_is_named_not_compared():
     fresh = stats.verdicts(runs_frame({"plain20": [1.0, 1.2], "plain56": [2.0, 2.1]}))
-    agreements = stats.against(fresh, {"Residual depth": ("reproduced", -0.2)})
+    agreements = verdicts.against(fresh, {"Residual depth": ("reproduced", -0.2)})
     (gone,) = [a for a in agreements if a.claim == "Residual depth"]
     assert gone.fresh is None and gone.inside is None
     assert {a.claim for a in agreements if a.written is None} == {v.claim for v in fresh}

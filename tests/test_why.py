@@ -129,5 +129,6 @@ def test_analysed_runs_get_the_section_its_figures_and_verdicts_that_against_rea
     code, printed, _ = _cli(["report", "tiny", "--tracking-uri", uri, "--out", str(out), "--against-committed"])
     assert (
         code == 0
-        and printed.splitlines()[-1] == f"nothing to compare against: {out.resolve()} is not in a git checkout"
+        and printed.splitlines()[-1]
+        == f"nothing to compare against: {out.with_suffix('.json').resolve()} is not in a git checkout"
     )

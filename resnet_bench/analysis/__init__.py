@@ -230,7 +230,9 @@ def _results(tasks: list, jobs: int):
 
     context = multiprocessing.get_context("spawn")
     pools = [
-        concurrent.futures.ProcessPoolExecutor(1, mp_context=context, initializer=prepare_process, initargs=(tasks[0][0],))
+        concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=context, initializer=prepare_process, initargs=(tasks[0][0],)
+        )
         for _ in lanes(tasks, jobs)
     ]
     futures = {pool.submit(measure_run, *task): task for pool, lane in zip(pools, lanes(tasks, jobs)) for task in lane}

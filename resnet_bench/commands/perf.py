@@ -16,7 +16,6 @@ from ..errors import UserError
 
 NAME = "perf"
 LOADS_TENSORFLOW = True
-KEPT_SECTION = "## Settings tried"
 
 
 def add_parser(sub) -> None:
@@ -151,11 +150,7 @@ def main(args) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        text = to_markdown(result, command)
-        # A hand-kept log of settings tried (with their commands) survives regeneration.
-        if out.is_file() and KEPT_SECTION in out.read_text():
-            text += "\n" + KEPT_SECTION + out.read_text().split(KEPT_SECTION, 1)[1]
-        out.write_text(text)
+        out.write_text(to_markdown(result, command))
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from .. import inputs
+from ..errors import UserError
 
 NAME = "report"
 LOADS_TENSORFLOW = False  # never: a report reads the store only
@@ -23,8 +24,8 @@ def add_parser(sub) -> None:
     rep.add_argument(
         "--against",
         metavar="REPORT.md",
-        help="say, claim by claim, whether these runs agree with a written report "
-        "(same verdict; its estimate inside the fresh interval); exit 1 when a verdict differs",
+        help="say, claim by claim, whether these runs agree with a written report, from the verdict records "
+        "beside it (REPORT.json): same verdict, its estimate inside the fresh interval; exit 1 when a verdict differs",
     )
     rep.add_argument(
         "--against-committed",
@@ -41,7 +42,7 @@ def _address(uri: str, experiment: str) -> str:
 
 
 def main(args) -> int:
-    from ..report import log_report_run, write_report
+    from ..report import log_report_run, records_path, write_report
 
     experiment = args.experiment
     if experiment.endswith(".toml"):
@@ -53,13 +54,17 @@ def main(args) -> int:
             inputs.output_path(getattr(args, flag), f"--{flag}")
     if args.parquet:
         inputs.require("pyarrow", "--parquet", "parquet")
-    written = inputs.read_text(args.against, "--against") if args.against else None  # before --out overwrites it
-    source, missing = args.against, ""
-    if args.against_committed and written is None:
+    written, source, missing = None, args.against, ""  # read before --out overwrites them
+    if args.against:
+        inputs.read_text(args.against, "--against")  # the report named must be there
+        records = str(records_path(Path(args.against)))
+        written = inputs.read_text(records, "--against's verdict records")
+    elif args.against_committed:
         from ..provenance import committed_text
 
-        written, missing = committed_text(out)
-        source = f"the committed {out}"
+        records = str(records_path(out))
+        written, missing = committed_text(Path(records))
+        source, records = f"the committed {out}", f"the committed {records}"
     command = f"resnet-bench report {experiment}"
     if args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
         command += " --tracking-uri URI"
@@ -85,9 +90,12 @@ def main(args) -> int:
         if missing:
             print(f"nothing to compare against: {missing}")
         return 0
-    from ..report import render, stats
+    from ..report import render, verdicts
 
-    agreements = stats.against(ctx.verdicts, stats.written_verdicts(written))
+    try:
+        agreements = verdicts.against(ctx.verdicts, verdicts.read_records(written, records))
+    except ValueError as e:
+        raise UserError(str(e)) from None
     for line in render.against_lines(agreements, source):
         print(line)
     return 0 if all(a.same_verdict for a in agreements if a.written and a.fresh) else 1

@@ -2,7 +2,7 @@
 
 Each worker trains with the run's thread count (``train.intra_op_threads``): on 2 cores, two
 single-threaded runs side by side beat one run on two threads, since the small convolutions
-of the CIFAR nets do not scale across threads (reports/perf.md). A worker keeps each network
+of the CIFAR nets do not scale across threads (docs/performance.md). A worker keeps each network
 it has compiled (:func:`resnet_bench.train.train_run` reuses it), so the pool gives a free
 worker a run of a network it already holds when there is one.
 """

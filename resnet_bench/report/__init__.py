@@ -11,11 +11,11 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..schema import ENDED_BADLY, FINISHED, RUNNING
-from . import render, stats, why
+from . import render, stats, verdicts, why
 from .context import ReportContext
 from .frame import load_analyses, load_frames
 
-__all__ = ["ReportContext", "build_context", "write_report", "load_frames", "log_report_run"]
+__all__ = ["ReportContext", "build_context", "write_report", "records_path", "load_frames", "log_report_run"]
 
 
 def _expected_runs(first) -> int:
@@ -78,8 +78,14 @@ def build_context(
     )
 
 
+def records_path(report: Path) -> Path:
+    """Where a report's verdict records are: ``NAME.json`` beside ``NAME.md``."""
+    return Path(report).with_suffix(".json")
+
+
 def write_report(uri: str, experiment: str, out: Path, config_hash=None, seeds=None, command="") -> ReportContext:
-    """Write ``out`` and its figures (``figures/<experiment>/`` beside it); returns the context."""
+    """Write ``out``, its verdict records (:func:`records_path`) and its figures
+    (``figures/<experiment>/`` beside it); returns the context."""
     frame, layers = load_frames(uri, experiment)
     out = Path(out)
     fig_rel = f"figures/{out.stem}"
@@ -87,6 +93,8 @@ def write_report(uri: str, experiment: str, out: Path, config_hash=None, seeds=N
     ctx.figures = render.figures(ctx.frame, ctx.runs, out.parent / fig_rel, ctx.profiles, ctx.why)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render.markdown(ctx))
+    records_path(out).write_text(verdicts.to_json(ctx.verdicts, experiment=experiment, config_hash=ctx.config_hash,
+                                                  runs=len(ctx.runs), report=out.name))  # fmt: skip
     ctx.all_frame = frame
     return ctx
 
@@ -101,11 +109,12 @@ def log_report_run(uri: str, experiment: str, out: Path, ctx: ReportContext) -> 
 
     store = Store(uri)
     exp_id = store.experiment_id(experiment, create=False)
-    verdicts = {"verdict/" + v.claim.replace(" (", "/").replace(")", ""): v.outcome for v in ctx.verdicts}
+    outcomes = {f"verdict/{v.key}": v.outcome for v in ctx.verdicts}
     tags = {"bench_report": "true", "config_hash": ctx.config_hash, "mlflow.runName": f"report-{out.stem}"}
     run_id = store.create_run(exp_id, tags)
-    store.log_params(run_id, {"runs_used": len(ctx.runs), "report_file": str(out), **verdicts})
+    store.log_params(run_id, {"runs_used": len(ctx.runs), "report_file": str(out), **outcomes})
     store.log_artifact(run_id, str(out))
+    store.log_artifact(run_id, str(records_path(out)))
     for name in ctx.figures.values():
         store.log_artifact(run_id, str(out.parent / ctx.figure_dir / name), artifact_path="figures")
     store.end(run_id, FINISHED)

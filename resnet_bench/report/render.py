@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 
 from .. import schema  # noqa: E402
 from ..schema import FINISHED, RUNNING  # noqa: E402
-from . import plotting, render_why, stats  # noqa: E402
+from . import plotting, render_why, stats, verdicts  # noqa: E402
 from .context import ReportContext  # noqa: E402
 from .numbers import pm  # noqa: E402
 
@@ -121,7 +121,7 @@ def _fig6(frame: pd.DataFrame, runs: pd.DataFrame, path: Path) -> bool:
     for ax, (label, models) in zip(axes, panels):
         for depth, model in sorted(models.items()):
             c = cur[cur["model"] == model]
-            ax.plot(c["epoch"], c["mean"], color=colour[depth], label=f"{label}-{depth}")
+            ax.plot(c["epoch"], c["mean"], color=colour[depth], label=model)
             ax.fill_between(c["epoch"], c["min"], c["max"], color=colour[depth], alpha=0.15, linewidth=0)
         ax.set_title(f"{label} nets")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
@@ -139,7 +139,7 @@ def _fig7(profiles: pd.DataFrame, runs: pd.DataFrame, colours: dict, path: Path)
     block's branch ratio in block order. One line per variant (mean over seeds; band: min-max)."""
     panels = [("response_std", "layer", "layer index (original)", "std of layer response"),
               ("response_std", "sorted", "layer index (sorted by magnitude)", "std of layer response"),
-              ("branch_ratio", "layer", "residual block index", "||F(x)|| / ||x||")]  # fmt: skip
+              ("branch_ratio", "layer", "residual block index", "||F(x)|| / ||s(x)||")]  # fmt: skip
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for ax, (kind, order, xlabel, ylabel) in zip(axes, panels):
         sub = profiles[(profiles["kind"] == kind) & (profiles["order"] == order)]
@@ -155,14 +155,9 @@ def _fig7(profiles: pd.DataFrame, runs: pd.DataFrame, colours: dict, path: Path)
     return plotting.save(fig, path)
 
 
-def _ci(d: stats.Paired) -> tuple[str, str, str]:
-    if not d.has_stats:
-        return f"{d.mean:+.3f}", "n/a", "n/a"
-    return f"{d.mean:+.3f}", f"[{d.low:+.3f}, {d.high:+.3f}]", f"{d.p:.3g}"
-
-
 def _row(c: stats.Comparison) -> str:
-    return f"{c.loss.a} − {c.loss.b} | {c.loss.n} | " + " | ".join(_ci(c.loss)) + " | " + " | ".join(_ci(c.acc))
+    cells = verdicts.estimate_cells
+    return f"{c.loss.a} − {c.loss.b} | {c.loss.n} | " + " | ".join(cells(c.loss)) + " | " + " | ".join(cells(c.acc))
 
 
 def _unique(frame: pd.DataFrame, col: str) -> str:
@@ -185,8 +180,8 @@ def _trend_section(ctx: ReportContext) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for label, t in trends.items():
-        ci, p = (f"[{t.low:+.4f}, {t.high:+.4f}]", f"{t.p:.3g}") if t.has_stats else ("n/a", "n/a")
-        L.append(f"| {label} | {', '.join(map(str, t.depths))} | {t.n} | {t.mean:+.4f} | {ci} | {p} |")
+        mean, ci, p = verdicts.estimate_cells(t, 4)
+        L.append(f"| {label} | {', '.join(map(str, t.depths))} | {t.n} | {mean} | {ci} | {p} |")
     return L + [""]
 
 
@@ -224,8 +219,7 @@ def _claims_section(ctx: ReportContext) -> list[str]:
             L.append(f"- **{name}**: not decided (the grid lacks the nets it compares)")
             continue
         d = v.estimate
-        numbers = f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}], p = {d.p:.3g}" if d.has_stats else f"{d.mean:+.3f}"
-        L.append(f"- **{name}**: {v.outcome}. {d.a} − {d.b}, final training loss {numbers}, n = {d.n}")
+        L.append(f"- **{name}**: {v.outcome}. {d.a} − {d.b}, {v.metric} {verdicts.estimate_text(d, signed=True)}")
     runs = ctx.runs
     depth = dict(zip(runs["model"], runs["depth"]))
     zero_init = dict(zip(runs["model"], runs["zero_init"])) if "zero_init" in runs else {}
@@ -270,8 +264,9 @@ def _response_section(ctx: ReportContext) -> list[str]:
         "training images, un-augmented, the same for every variant and seed) in inference mode. *Response std*: "
         "for every 3x3 layer, the standard deviation of its BN output before the ReLU or addition, per channel "
         "and averaged over channels, as in He et al.'s Fig. 7. *Branch ratio*: for every residual block, "
-        "||F(x)|| / ||x|| over the batch, where F(x) is the residual branch's output and x the signal the "
-        "shortcut carries past it: how much the block changes its input. Per run, the median over its layers "
+        "||F(x)|| / ||s(x)|| over the batch, where F(x) is the residual branch's output and s(x) the "
+        "shortcut's (the block's input, or its downsampled version where the shape changes): how much the block "
+        "changes the signal. Per run, the median over its layers "
         "(blocks); below, mean ± std of that median over seeds. Right after BN a channel's std is close to its "
         "BN scale |γ|, so these numbers largely read the learned scales.",
         "",
@@ -394,7 +389,7 @@ def _degradation_section(ctx: ReportContext) -> list[str]:
         "|" + "---|" * 9,
     ]
     L += [f"| {label} | {_row(c)} |" for label, c in ctx.depth.items()]
-    L += ["", "### Verdict", "", f"Rule: {stats.VERDICT_RULE}", ""]
+    L += ["", "### Verdict", "", f"Rule: {verdicts.VERDICT_RULE}", ""]
     if not ctx.verdicts:
         L.append("No claim can be decided: the runs lack a shallow/deep or plain/residual pair.")
     if ctx.runs["seed"].nunique() < 2:
@@ -413,7 +408,7 @@ CAPTIONS = {
     "fig6": "He et al.'s Fig. 6 layout: training loss per epoch, plain nets (left) and residual nets (right, "
     "the paper's initialisation), one line per depth (mean over seeds; band: min-max).",
     "fig7": "He et al.'s Fig. 7 layout: response std of each 3x3 layer in layer order (left) and sorted in "
-    "descending order per run (middle); right: each residual block's branch ratio ||F(x)||/||x||. Line: mean "
+    "descending order per run (middle); right: each residual block's branch ratio ||F(x)||/||s(x)||. Line: mean "
     "over seeds; band: min-max; dashed: plain.",
 }
 
@@ -480,7 +475,7 @@ def markdown(ctx: ReportContext) -> str:
     return "\n".join(line for section in SECTIONS for line in section(ctx))
 
 
-def against_lines(agreements: list[stats.Agreement], source: str) -> list[str]:
+def against_lines(agreements: list[verdicts.Agreement], source: str) -> list[str]:
     """The comparison of fresh verdicts with a written report's, one line per claim and a
     last line that says whether every verdict agrees."""
     lines = [f"against {source}:"]

@@ -15,7 +15,6 @@ they are roughly normal.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,15 +23,7 @@ from scipy import stats as sps
 
 from ..errors import UserError
 from ..schema import FINISHED
-
-ALPHA = 0.05
-
-VERDICT_RULE = (
-    "A claim is *reproduced* when the paired difference over seeds has the claimed sign, its "
-    "95% t-interval excludes 0 and the paired t-test gives p < 0.05; *not reproduced* when "
-    "the interval excludes 0 on the other side (p < 0.05 against the claim); *inconclusive* "
-    "otherwise, and always when fewer than 2 seeds are paired."
-)
+from .verdicts import ALPHA, Verdict, decide, decide_trend
 
 
 def select_runs(frame: pd.DataFrame, config_hash: str | None = None, seeds=None) -> tuple[pd.DataFrame, str]:
@@ -227,18 +218,6 @@ def depth_trends(runs: pd.DataFrame) -> dict[str, Trend]:
     return out
 
 
-def outcome(diff: Paired, claimed_sign: int) -> str:
-    """Apply :data:`VERDICT_RULE`: ``reproduced`` / ``not reproduced`` / ``inconclusive``."""
-    if not diff.has_stats:
-        return "inconclusive"
-    significant = diff.p < ALPHA and (diff.low > 0 or diff.high < 0)
-    if significant and np.sign(diff.mean) == claimed_sign:
-        return "reproduced"
-    if significant:
-        return "not reproduced"
-    return "inconclusive"
-
-
 def variant_names(runs: pd.DataFrame) -> dict[tuple[int, bool, bool], str]:
     """(depth, residual?, zero-init?) -> model name for the variants present."""
     zi = runs["zero_init"] if "zero_init" in runs else pd.Series(False, index=runs.index)
@@ -290,21 +269,6 @@ def _compare(runs, label, a, b) -> Comparison:
     return Comparison(label, paired(runs, a, b, "final_train_loss"), paired(runs, a, b, "final_val_accuracy"))
 
 
-@dataclass(frozen=True)
-class Verdict:
-    claim: str
-    outcome: str
-    sentence: str
-    estimate: Estimate | None = None  # the paired difference or slope the outcome rests on
-    figure: str = "fig6"  # the figure of He et al. whose claim it decides: fig6 (training) or fig7 (responses)
-
-
-def _fmt_diff(d: Paired) -> str:
-    if not d.has_stats:
-        return f"difference {d.mean:.3f}, n = {d.n} (statistics not available with fewer than 2 seeds)"
-    return f"difference {d.mean:.3f} [{d.low:.3f}, {d.high:.3f}], p = {d.p:.3g}, n = {d.n}"
-
-
 # The claims of He et al.'s Fig. 6, as (name, how a - b reads, sign of a - b in training loss).
 # On validation accuracy every sign flips: lower loss should come with higher accuracy.
 DEGRADATION = ("Degradation", "deep minus shallow plain net", +1)
@@ -317,103 +281,19 @@ TRENDS = {
 }
 
 
-def _decide(title: str, d: Paired, reading: str, metric: str, sign: int, *, where="", figure="fig6") -> Verdict:
-    """One paired difference decided by :data:`VERDICT_RULE`, with the sentence that says so."""
-    o = outcome(d, sign)
-    return Verdict(
-        title,
-        o,
-        f"{title}: {o}. {d.a} vs {d.b}{where} ({reading}), {metric} {_fmt_diff(d)}; "
-        f"claimed: {'>' if sign > 0 else '<'} 0.",
-        d,
-        figure,
-    )
-
-
 def _verdict(claim, comparison: Comparison, validation: bool, where: str = "") -> Verdict:
     name, reading, sign = claim
     d = comparison.acc if validation else comparison.loss
     sign = -sign if validation else sign
     metric = "final validation accuracy" if validation else "final training loss"
     init = " (zero-init departure)" if "zero-init" in comparison.label else ""
-    return _decide(f"{name}{init}{' (validation)' if validation else ''}", d, reading, metric, sign, where=where)
+    return decide(f"{name}{init}{' (validation)' if validation else ''}", d, reading, metric, sign, where=where)
 
 
-def trend_verdict(trend: Trend, claim: tuple[str, int] | None = None, *, quantity="final training loss",
-                  figure="fig6") -> Verdict:  # fmt: skip
-    """A depth trend decided by :data:`VERDICT_RULE` on the per-seed slopes; ``claim`` is
-    (title, claimed sign), by default the Fig. 6 trend of the trend's label."""
-    title, sign = claim or TRENDS[trend.label]
-    o = outcome(trend, sign)
-    where = ", ".join(trend.models)
-    if trend.has_stats:
-        fmt = f"slope {trend.mean:.4f} [{trend.low:.4f}, {trend.high:.4f}] per layer, p = {trend.p:.3g}, n = {trend.n}"
-    else:
-        fmt = f"slope {trend.mean:.4f} per layer, n = {trend.n} (statistics not available with fewer than 2 seeds)"
-    return Verdict(
-        title,
-        o,
-        f"{title}: {o}. {where} (slope of {quantity} on depth, fitted per seed), {fmt}; "
-        f"claimed: {'>' if sign > 0 else '<'} 0.",
-        trend,
-        figure,
-    )
-
-
-# A verdict line of a written report, as _decide and trend_verdict word it: the claim, its
-# outcome and the estimate (a difference or a slope) it rests on.
-_VERDICT_LINE = re.compile(
-    r"^- (?P<claim>.+?): (?P<outcome>not reproduced|reproduced|inconclusive)\. "
-    r".*?\b(?:difference|slope) (?P<estimate>[-+]?[0-9.]+(?:e[-+]?[0-9]+)?)"
-)
-
-
-def written_verdicts(markdown: str) -> dict[str, tuple[str, float]]:
-    """claim -> (outcome, estimate) from the verdict lines of a report's Markdown."""
-    out = {}
-    for line in markdown.splitlines():
-        m = _VERDICT_LINE.match(line)
-        if m:
-            out[m["claim"]] = (m["outcome"], float(m["estimate"]))
-    return out
-
-
-@dataclass(frozen=True)
-class Agreement:
-    """One claim of a written report checked against the same claim decided afresh.
-
-    ``inside`` is whether the written estimate lies in the fresh 95% interval (None without
-    one): on another machine numbers differ, but a faithful rerun should bracket them.
-    """
-
-    claim: str
-    written: str | None  # outcome in the written report (None: a claim it does not decide)
-    fresh: str | None  # outcome from the fresh runs (None: they do not decide it)
-    written_estimate: float | None = None
-    fresh_estimate: Estimate | None = None
-
-    @property
-    def same_verdict(self) -> bool:
-        return self.written == self.fresh
-
-    @property
-    def inside(self) -> bool | None:
-        e = self.fresh_estimate
-        if self.written_estimate is None or e is None or not e.has_stats:
-            return None
-        return bool(e.low <= self.written_estimate <= e.high)
-
-
-def against(fresh: list[Verdict], written: dict[str, tuple[str, float]]) -> list[Agreement]:
-    """Claim by claim: the written report's verdicts (in its order), then claims only the
-    fresh runs decide."""
-    by_claim = {v.claim: v for v in fresh}
-    out = []
-    for claim, (outcome_, estimate) in written.items():
-        v = by_claim.get(claim)
-        out.append(Agreement(claim, outcome_, v and v.outcome, estimate, v and v.estimate))
-    out += [Agreement(v.claim, None, v.outcome, None, v.estimate) for v in fresh if v.claim not in written]
-    return out
+def trend_verdict(trend: Trend) -> Verdict:
+    """A Fig. 6 depth trend (:data:`TRENDS`, by the trend's label) decided on the per-seed slopes."""
+    title, sign = TRENDS[trend.label]
+    return decide_trend(trend, title, sign, quantity="final training loss")
 
 
 def verdicts(runs: pd.DataFrame) -> list[Verdict]:
@@ -450,7 +330,7 @@ LAYER_SUMMARIES = {"response_std": "median_response_std", "branch_ratio": "media
 # The two claims of Fig. 7, as (name, how a - b reads, metric, sign of a - b).
 RESPONSES = ("Residual responses are smaller", "plain minus residual", "median response std", +1)
 BRANCHES = ("Deeper residual nets modify the signal less", "deep minus shallow residual net",
-            "median branch ratio ||F(x)||/||x||", -1)  # fmt: skip
+            "median branch ratio ||F(x)||/||s(x)||", -1)  # fmt: skip
 
 
 def with_layer_medians(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
@@ -503,7 +383,7 @@ def response_table(runs: pd.DataFrame) -> list[dict]:
 
 
 def response_verdicts(runs: pd.DataFrame) -> list[Verdict]:
-    """Fig. 7's claims with the paper's initialisation, decided by :data:`VERDICT_RULE`.
+    """Fig. 7's claims with the paper's initialisation, decided by :data:`.verdicts.VERDICT_RULE`.
 
     *Residual responses are smaller* at every depth with both twins; *deeper residual nets
     modify the signal less* for the deepest against the shallowest residual net. Zero-init
@@ -521,7 +401,7 @@ def response_verdicts(runs: pd.DataFrame) -> list[Verdict]:
         if plain and res:
             d = paired(runs, plain, res, col)
             if d.n:
-                out.append(_decide(f"{name} at depth {depth}", d, reading, metric, sign, figure="fig7"))
+                out.append(decide(f"{name} at depth {depth}", d, reading, metric, sign, figure="fig7"))
     depths = sorted(d for d, r, z in names if r and not z)
     if len(depths) >= 2:
         name, reading, metric, sign = BRANCHES
@@ -529,7 +409,7 @@ def response_verdicts(runs: pd.DataFrame) -> list[Verdict]:
             runs, names[(depths[-1], True, False)], names[(depths[0], True, False)], LAYER_SUMMARIES["branch_ratio"]
         )
         if d.n:
-            out.append(_decide(name, d, reading, metric, sign, figure="fig7"))
+            out.append(decide(name, d, reading, metric, sign, figure="fig7"))
     return out
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import stats, verdicts
 
 # Per-run column -> (where it is in a record, what the report calls it).
 COLUMNS = {
@@ -86,7 +86,7 @@ def claims(runs: pd.DataFrame) -> tuple[list, list[str]]:
         title = f"Deleting a block costs a plain net more at depth {depth}"
         d = stats.paired(runs, plain, res, "lesion_relative_drop")
         if d.n >= 2:
-            out.append(stats._decide(title, d, "plain minus residual", COLUMNS["lesion_relative_drop"][1], +1,
+            out.append(verdicts.decide(title, d, "plain minus residual", COLUMNS["lesion_relative_drop"][1], +1,
                                      figure="why"))  # fmt: skip
         else:
             notes.append(_near_chance_note(runs, title, (plain, res)))
@@ -96,7 +96,7 @@ def claims(runs: pd.DataFrame) -> tuple[list, list[str]]:
         title = "The deeper residual net is more robust to one deletion"
         d = stats.paired(runs, deep, shallow, "lesion_relative_drop")
         if d.n >= 2:
-            out.append(stats._decide(title, d, "deep minus shallow residual net", COLUMNS["lesion_relative_drop"][1],
+            out.append(verdicts.decide(title, d, "deep minus shallow residual net", COLUMNS["lesion_relative_drop"][1],
                                      -1, figure="why"))  # fmt: skip
         else:
             notes.append(_near_chance_note(runs, title, (deep, shallow)))
@@ -106,7 +106,7 @@ def claims(runs: pd.DataFrame) -> tuple[list, list[str]]:
             for depth, plain, res in _pairs(names):
                 d = stats.paired(runs, plain, res, col)
                 if d.n:
-                    out.append(stats._decide(f"{noun} at depth {depth} ({label})", d, "plain minus residual",
+                    out.append(verdicts.decide(f"{noun} at depth {depth} ({label})", d, "plain minus residual",
                                              COLUMNS[col][1], +1, figure="why"))  # fmt: skip
     return out + _trend_claims(runs, names), notes
 
@@ -120,14 +120,14 @@ def _trend_claims(runs: pd.DataFrame, names: dict) -> list:
     plain, res = [p for _, p, _ in pairs], [r for _, _, r in pairs]
     quantity = COLUMNS["sharpness_final"][1]
     trend = stats.depth_trend(runs, plain, "plain", "sharpness_final")
-    out = [stats.trend_verdict(trend, ("Plain sharpness grows with depth", +1), quantity=quantity, figure="why")]
+    out = [verdicts.decide_trend(trend, "Plain sharpness grows with depth", +1, quantity=quantity, figure="why")]
     sp, _ = stats.seed_slopes(runs, plain, "sharpness_final")
     sr, _ = stats.seed_slopes(runs, res, "sharpness_final")
     seeds = sorted(set(sp.index) & set(sr.index))
     d = stats.Paired(a="plain nets", b="residual nets", metric="sharpness_final",
                      **stats._t_estimate(np.array([sp[s] - sr[s] for s in seeds]), seeds))  # fmt: skip
     title = "Sharpness grows faster with depth without shortcuts"
-    out.append(stats._decide(title, d, "plain minus residual slope per layer", quantity, +1, figure="why"))
+    out.append(verdicts.decide(title, d, "plain minus residual slope per layer", quantity, +1, figure="why"))
     return out
 
 
