@@ -20,7 +20,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import fields, inputs
+from . import fields, inputs, schema
 from .errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -37,7 +37,7 @@ from .sections import (  # noqa: F401 (the tables, re-exported: config.DataConfi
     ModelConfig,
     TrainConfig,
 )
-from .spec import SHORTCUTS, ModelSpec
+from .spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ class ExperimentConfig:
         model = dataclasses.asdict(spec)
         # Hashed under the field's first name, so that runs tracked by earlier versions keep
         # their keys and a sweep over their store resumes instead of training them again.
-        model["zero_init_residual"] = model.pop("zero_init")
+        for name, earlier in schema.EARLIER_PARAM_NAMES.items():
+            model[earlier] = model.pop(name)
         payload = {"config": self.run_config(), "model": model, "seed": seed}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -138,9 +139,6 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
             raise UserError(f"{origin}: grid.{name} is empty")
         if len(set(items)) != len(items):
             raise UserError(f"{origin}: grid.{name} has duplicates: {list(items)}")
-    for s in g.shortcuts:
-        if s not in SHORTCUTS:
-            raise UserError(f"{origin}: grid.shortcuts has {s!r}; known: {', '.join(SHORTCUTS)}")
     inputs.check_seeds(g.seeds, f"{origin}: grid.seeds")
     if d.image_size < 8 and d.source == "synthetic" or d.image_size > 1024:
         raise UserError(f"{origin}: data.image_size must be between 8 and 1024, got {d.image_size}")

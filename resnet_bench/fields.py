@@ -22,6 +22,11 @@ def choice(default, options, help: str = ""):
     return field(default=default, metadata={"choices": tuple(options), "help": help})
 
 
+def each_of(default, options, help: str = ""):
+    """A list whose every item is one of ``options``."""
+    return field(default=default, metadata={"each": tuple(options), "help": help})
+
+
 def positive(default, help: str = ""):
     """A number above zero."""
     return field(default=default, metadata={"bound": "positive", "help": help})
@@ -50,6 +55,11 @@ def problem(key: str, value, metadata) -> str | None:
     choices = metadata.get("choices")
     if choices is not None and value not in choices:
         return f"{key} = {value!r} is not one of {', '.join(choices)}"
+    each = metadata.get("each")
+    if each is not None:
+        for item in value:
+            if item not in each:
+                return f"{key} has {item!r}, not one of {', '.join(each)}"
     bound = metadata.get("bound")
     if bound is not None:
         holds, says = _BOUNDS[bound]

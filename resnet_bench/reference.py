@@ -35,9 +35,9 @@ def type_name(hint) -> str:
 
 def allowed(f: dataclasses.Field) -> str:
     """The values the field's rule accepts, as the page writes them ("" for any of its type)."""
-    choices = f.metadata.get("choices")
-    if choices:
-        return ", ".join(f"`{config.toml_value(c)}`" for c in choices)
+    for rule, prefix in (("choices", ""), ("each", "each of ")):
+        if f.metadata.get(rule):
+            return prefix + ", ".join(f"`{config.toml_value(c)}`" for c in f.metadata[rule])
     bound = f.metadata.get("bound")
     return fields.BOUND_TEXT[bound] if bound else ""
 

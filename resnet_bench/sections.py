@@ -164,9 +164,8 @@ class GridConfig:
     depths: tuple[int, ...] = fields.plain(
         (20, 56), "the nets' depths: 6n+2 for the cifar family; 18, 34, 50, 101, 152 for imagenet"
     )
-    shortcuts: tuple[str, ...] = fields.plain(
-        ("A", "none"),
-        f"shortcut options, one of {', '.join(SHORTCUTS)} each (none: the plain twin); at most one residual option",
+    shortcuts: tuple[str, ...] = fields.each_of(
+        ("A", "none"), SHORTCUTS, "shortcut options (none: the plain twin); at most one residual option"
     )
     zero_init: tuple[bool, ...] = fields.plain(
         (False,),

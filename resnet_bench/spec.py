@@ -49,7 +49,12 @@ class ModelSpec:
     """
 
     depth: int
-    shortcut: str = "A"
+    shortcut: str = fields.choice(
+        "A",
+        SHORTCUTS,
+        "A: identity, zero-padded where the shape changes; B: projection "
+        "there; C: projection everywhere; none: the plain twin",
+    )
     family: str = fields.choice(
         "auto",
         (*FAMILIES, "auto"),
@@ -80,22 +85,10 @@ class ModelSpec:
     def __post_init__(self):
         if self.zero_init and self.shortcut == "none":
             object.__setattr__(self, "zero_init", False)  # frozen; a plain net has no branch to zero
-        if self.shortcut not in SHORTCUTS:
-            raise ValueError(f"unknown shortcut {self.shortcut!r}; known: {', '.join(SHORTCUTS)}")
-        if self.flavour not in FLAVOURS:
-            raise ValueError(f"unknown flavour {self.flavour!r}; known: {', '.join(FLAVOURS)}")
-        if self.family not in FAMILIES + ("auto",):
-            raise ValueError(f"unknown family {self.family!r}; known: {', '.join(FAMILIES)}")
-        if self.stem not in STEMS:
-            raise ValueError(f"unknown stem {self.stem!r}; known: {', '.join(STEMS)}")
-        if self.bottleneck_stride not in BOTTLENECK_STRIDES:
-            raise ValueError(
-                f"unknown bottleneck_stride {self.bottleneck_stride!r}; known: {', '.join(BOTTLENECK_STRIDES)}"
-            )
-        if self.width < 0:
-            raise ValueError(f"width must be positive, got {self.width}")
-        if not 0 <= self.bn_momentum < 1:
-            raise ValueError(f"bn_momentum must be in [0, 1), got {self.bn_momentum}")
+        for f in dataclasses.fields(self):  # each field's own rule (resnet_bench.fields)
+            wrong = fields.problem(f.name, getattr(self, f.name), f.metadata)
+            if wrong:
+                raise ValueError(wrong)
         family = self.family
         if family == "auto":
             family = "imagenet" if self.depth in IMAGENET_DEPTHS else "cifar"

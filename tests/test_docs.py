@@ -120,3 +120,23 @@ def test_config_prints_an_experiment_resolved_and_rewrites_a_pages_reference(tmp
     assert text.startswith("# mine\n\nbefore\n\n") and text.endswith("\nafter\n") and "| `bn_momentum` |" in text
     assert cli.main(["config", "--markdown", "--into", str(tmp_path / "none.md")]) == 2
     assert "none.md" in capsys.readouterr().err
+
+
+def _grid_size(name: str) -> tuple[int, int]:
+    from resnet_bench import config
+
+    cfg = config.load(ROOT / "experiments" / name, data_path=str(ROOT))  # a path, for the files that need one
+    return len(cfg.variants()), len(cfg.grid.seeds)
+
+
+def test_the_readmes_run_counts_are_the_experiment_files():
+    """The experiments table's "N nets x M seeds" and make bench's run count, read from the files."""
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+\.toml)`[^|]*\| (\d+) nets x (\d+) seeds? \|", readme, re.M)
+    assert {name for name, _, _ in rows} == {p.name for p in (ROOT / "experiments").glob("*.toml")}
+    for name, nets, seeds in rows:
+        assert (int(nets), int(seeds)) == _grid_size(name), name
+    nets, seeds = _grid_size("shortcut_ablation.toml")
+    assert f"trains the default experiment ({nets * seeds} runs)" in readme
+    nets, seeds = _grid_size("fig6.toml")
+    assert f"{seeds} paired seeds (0-{seeds - 1}), {nets * seeds} runs" in (ROOT / "docs" / "results.md").read_text()

@@ -175,7 +175,7 @@ def test_counts_and_stage_groups():
     [
         (dict(depth=19), "unknown depth 19"),
         (dict(depth=21, family="cifar"), "6n\\+2"),
-        (dict(depth=20, shortcut="D"), "unknown shortcut"),
+        (dict(depth=20, shortcut="D"), "shortcut = 'D' is not one of A, B, C, none"),
         (dict(depth=18, family="imagenet", flavour="article", shortcut="A"), "article flavour"),
     ],
 )
