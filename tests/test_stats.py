@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from resnet_bench.report import stats, verdicts
+from resnet_bench.report import claims, crossings, estimates, fig7, selection, verdicts
 
 
 def runs_frame(values: dict[str, list[float]], val: dict[str, list[float]] | None = None):
@@ -43,7 +43,7 @@ def runs_frame(values: dict[str, list[float]], val: dict[str, list[float]] | Non
 
 def test_paired_known_effect():
     runs = runs_frame({"plain56": [1.0, 1.2, 1.1, 1.3], "plain20": [0.5, 0.6, 0.7, 0.6]})
-    d = stats.paired(runs, "plain56", "plain20", "final_train_loss")
+    d = estimates.paired(runs, "plain56", "plain20", "final_train_loss")
     diffs = [0.5, 0.6, 0.4, 0.7]
     assert d.n == 4
     assert d.mean == pytest.approx(0.55)
@@ -58,7 +58,7 @@ def test_paired_known_effect():
 
 def test_paired_null_effect_is_inconclusive():
     runs = runs_frame({"plain56": [1.0, 1.2, 0.9], "plain20": [1.1, 1.0, 1.0]})
-    d = stats.paired(runs, "plain56", "plain20", "final_train_loss")
+    d = estimates.paired(runs, "plain56", "plain20", "final_train_loss")
     assert d.low < 0 < d.high
     assert d.p > 0.05
     assert verdicts.outcome(d, +1) == "inconclusive"
@@ -66,16 +66,16 @@ def test_paired_null_effect_is_inconclusive():
 
 def test_single_seed_has_no_statistics():
     runs = runs_frame({"plain56": [2.0], "plain20": [1.0], "resnet56": [0.5], "resnet20": [0.7]})
-    d = stats.paired(runs, "plain56", "plain20", "final_train_loss")
+    d = estimates.paired(runs, "plain56", "plain20", "final_train_loss")
     assert d.n == 1 and not d.has_stats and math.isnan(d.p)
-    verdicts = stats.verdicts(runs)
+    verdicts = claims.verdicts(runs)
     assert [v.outcome for v in verdicts] == ["inconclusive"] * 6  # 3 claims x (loss, validation)
     assert all("statistics not available" in v.sentence for v in verdicts)
 
 
 def test_pairs_only_shared_seeds():
     runs = runs_frame({"plain56": [1.0, 2.0, 3.0], "plain20": [0.0, 1.0]})
-    d = stats.paired(runs, "plain56", "plain20", "final_train_loss")
+    d = estimates.paired(runs, "plain56", "plain20", "final_train_loss")
     assert d.n == 2 and d.seeds == (0, 1)
 
 
@@ -88,12 +88,12 @@ def test_verdicts_on_a_four_way_design():
             "plain56": [1.79, 1.80, 1.78],
         }
     )
-    out = {v.claim: v for v in stats.verdicts(runs)}
+    out = {v.claim: v for v in claims.verdicts(runs)}
     assert out["Degradation"].outcome == "reproduced"
     assert out["Degradation"].sentence.startswith("Degradation: reproduced. plain56 vs plain20")
     assert out["Shortcut effect"].outcome == "reproduced"
     assert out["Residual depth"].outcome == "not reproduced"  # resnet56 ends higher than resnet20 here
-    effects = stats.shortcut_effects(runs)
+    effects = claims.shortcut_effects(runs)
     assert [e[0] for e in effects] == [20, 56]
     assert effects[1][1].loss.mean == pytest.approx((1.79 + 1.80 + 1.78 - 0.70 - 0.65 - 0.80) / 3)
     # validation accuracy is 0.4 everywhere here: no difference, so nothing is decided
@@ -105,7 +105,7 @@ def test_validation_verdicts_flip_the_sign():
             "plain56": [1.79, 1.8, 1.78]}  # fmt: skip
     val = {"resnet20": [0.70, 0.72, 0.71], "plain20": [0.50, 0.52, 0.49], "resnet56": [0.80, 0.83, 0.81],
            "plain56": [0.17, 0.18, 0.16]}  # fmt: skip
-    out = {v.claim: v for v in stats.verdicts(runs_frame(loss, val))}
+    out = {v.claim: v for v in claims.verdicts(runs_frame(loss, val))}
     assert list(out) == ["Degradation", "Shortcut effect", "Residual depth", "Degradation (validation)",
                          "Shortcut effect (validation)", "Residual depth (validation)"]  # fmt: skip
     for claim in out:
@@ -115,7 +115,7 @@ def test_validation_verdicts_flip_the_sign():
     assert "claimed: > 0" in out["Residual depth (validation)"].sentence
     swapped = {"resnet56": val["resnet20"], "resnet20": val["resnet56"], "plain20": val["plain20"],
                "plain56": val["plain56"]}  # fmt: skip
-    out = {v.claim: v for v in stats.verdicts(runs_frame(loss, swapped))}
+    out = {v.claim: v for v in claims.verdicts(runs_frame(loss, swapped))}
     assert out["Residual depth (validation)"].outcome == "not reproduced"
 
 
@@ -123,25 +123,25 @@ def test_zero_init_variants_are_reported_beside_the_papers_nets():
     loss = {"resnet20": [0.40, 0.45, 0.42], "resnet20-zi": [0.50, 0.52, 0.49], "plain20": [1.3, 1.25, 1.35],
             "resnet56": [0.70, 0.65, 0.80], "resnet56-zi": [0.30, 0.33, 0.31],
             "plain56": [1.79, 1.8, 1.78]}  # fmt: skip
-    out = {v.claim: v for v in stats.verdicts(runs_frame(loss))}
+    out = {v.claim: v for v in claims.verdicts(runs_frame(loss))}
     assert out["Residual depth"].outcome == "not reproduced"
     assert out["Residual depth (zero-init departure)"].outcome == "reproduced"
     assert "resnet56-zi vs resnet20-zi" in out["Residual depth (zero-init departure)"].sentence
     assert "plain56 vs resnet56 " in out["Shortcut effect"].sentence
     assert "plain56 vs resnet56-zi" in out["Shortcut effect (zero-init departure)"].sentence
-    depth = stats.depth_effects(runs_frame(loss))
+    depth = claims.depth_effects(runs_frame(loss))
     assert list(depth) == ["plain", "residual", "residual (zero-init)"]
-    assert [(d, c.label) for d, c in stats.shortcut_effects(runs_frame(loss))] == [
+    assert [(d, c.label) for d, c in claims.shortcut_effects(runs_frame(loss))] == [
         (20, "plain"), (20, "plain (zero-init)"), (56, "plain"), (56, "plain (zero-init)")]  # fmt: skip
 
 
 def test_summary_mean_std_n():
     runs = runs_frame({"resnet20": [0.2, 0.4], "plain20": [1.0, 1.0]})
-    rows = {r["model"]: r for r in stats.summary(runs)}
+    rows = {r["model"]: r for r in selection.summary(runs)}
     assert rows["resnet20"]["n"] == 2
     assert rows["resnet20"]["final_train_loss"][0] == pytest.approx(0.3)
     assert rows["resnet20"]["final_train_loss"][1] == pytest.approx(math.sqrt(0.02))
-    assert [r["model"] for r in stats.summary(runs)] == ["resnet20", "plain20"]
+    assert [r["model"] for r in selection.summary(runs)] == ["resnet20", "plain20"]
 
 
 def test_latest_finished_run_wins_and_failed_runs_are_dropped():
@@ -167,15 +167,15 @@ def test_latest_finished_run_wins_and_failed_runs_are_dropped():
             },
         ]
     )
-    assert list(stats.finished_latest(frame)["run_id"]) == ["b"]
+    assert list(selection.finished_latest(frame)["run_id"]) == ["b"]
 
 
 def test_published_comparison_only_for_cifar10():
     runs = runs_frame({"resnet20": [0.1, 0.1]}).assign(final_val_accuracy=[0.9, 0.92])
-    rows = stats.published_comparison(runs, "cifar10", "cifar")
+    rows = claims.published_comparison(runs, "cifar10", "cifar")
     assert rows[0]["paper"] == 8.75
     assert rows[0]["ours"] == pytest.approx(9.0)
-    assert stats.published_comparison(runs, "synthetic", "cifar") == []
+    assert claims.published_comparison(runs, "synthetic", "cifar") == []
 
 
 def test_depth_trend_slopes_are_fitted_per_seed_and_tested_over_seeds():
@@ -184,25 +184,25 @@ def test_depth_trend_slopes_are_fitted_per_seed_and_tested_over_seeds():
     resnet = {"resnet20": [0.5, 0.6, 0.55, 0.5], "resnet32": [0.6, 0.5, 0.5, 0.52],
               "resnet44": [0.52, 0.58, 0.6, 0.49], "resnet56": [0.55, 0.5, 0.53, 0.56]}  # fmt: skip
     runs = runs_frame({**plain, **resnet})
-    trends = stats.depth_trends(runs)
+    trends = claims.depth_trends(runs)
     assert list(trends) == ["plain", "residual"]
     t = trends["plain"]
     slopes = [0.010, 0.011, 0.012, 0.013]
     assert t.depths == (20, 32, 44, 56) and t.n == 4
     assert t.mean == pytest.approx(sum(slopes) / 4)
     assert t.p == pytest.approx(sps.ttest_1samp(slopes, 0).pvalue)
-    assert stats.trend_verdict(t).outcome == "reproduced"
-    assert trends["residual"].p > 0.05 and stats.trend_verdict(trends["residual"]).outcome == "inconclusive"
-    claims = [v.claim for v in stats.verdicts(runs)]
-    assert claims[-2:] == ["Degradation grows with depth", "Residual nets improve with depth"]
+    assert claims.trend_verdict(t).outcome == "reproduced"
+    assert trends["residual"].p > 0.05 and claims.trend_verdict(trends["residual"]).outcome == "inconclusive"
+    titles = [v.claim for v in claims.verdicts(runs)]
+    assert titles[-2:] == ["Degradation grows with depth", "Residual nets improve with depth"]
 
 
 def test_depth_trend_falling_residual_loss_is_reproduced_and_two_depths_give_no_trend():
     resnet = {"resnet20": [0.9, 0.8, 0.85], "resnet32": [0.8, 0.75, 0.7], "resnet44": [0.7, 0.6, 0.62]}
-    t = stats.depth_trends(runs_frame(resnet))["residual"]
-    assert t.mean < 0 and stats.trend_verdict(t).outcome == "reproduced"
-    assert "claimed: < 0" in stats.trend_verdict(t).sentence
-    assert stats.depth_trends(runs_frame({"resnet20": [1, 2], "resnet56": [0, 1]})) == {}
+    t = claims.depth_trends(runs_frame(resnet))["residual"]
+    assert t.mean < 0 and claims.trend_verdict(t).outcome == "reproduced"
+    assert "claimed: < 0" in claims.trend_verdict(t).sentence
+    assert claims.depth_trends(runs_frame({"resnet20": [1, 2], "resnet56": [0, 1]})) == {}
 
 
 def epoch_frame(curves: dict[tuple[str, int], list[float]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -229,16 +229,16 @@ def test_crossing_is_the_first_epoch_below_for_good_in_every_seed():
             ("resnet56", 1): [2.5, 0.9, 0.7, 0.6, 0.5],  # below from 2
         }
     )
-    (c,) = stats.crossings(frame, runs)
+    (c,) = crossings.crossings(frame, runs)
     assert (c.deep, c.shallow, c.epoch, c.epochs, c.n) == ("resnet56", "resnet20", 5, 5, 2)
     assert c.mean_epoch == 3  # mean over seeds: 1.05 vs 1.0 at 2, then 0.7 vs 0.8, 0.675 vs 0.7, 0.5 vs 0.6
     frame2, runs2 = epoch_frame({("resnet20", 0): [1.0, 0.5], ("resnet56", 0): [0.9, 0.6]})
-    assert stats.crossings(frame2, runs2)[0].epoch is None
+    assert crossings.crossings(frame2, runs2)[0].epoch is None
 
 
 def test_zero_init_cost_compares_each_departure_with_the_papers_net_of_its_depth():
     runs = runs_frame({"resnet20": [0.4, 0.45, 0.42], "resnet20-zi": [0.9, 0.97, 0.9], "plain20": [1.0, 1, 1]})
-    (c,) = stats.zero_init_costs(runs)
+    (c,) = claims.zero_init_costs(runs)
     assert (c.loss.a, c.loss.b) == ("resnet20-zi", "resnet20")
     assert c.loss.mean == pytest.approx(0.5) and c.loss.p < 0.01
 
@@ -262,7 +262,7 @@ def test_layer_medians_join_each_run_and_plain_nets_have_no_branch_ratio():
             layers_frame({"resnet20": [[0.2, 0.4], [0.3, 0.5]]}, "branch_ratio"),
         ]
     )
-    out = stats.with_layer_medians(runs, layers).set_index("run_id")
+    out = fig7.with_layer_medians(runs, layers).set_index("run_id")
     assert out.loc["plain20-0", "median_response_std"] == 2 and out.loc["plain20-1", "median_response_std"] == 4
     assert out.loc["resnet20-0", "median_response_std"] == 1
     assert math.isnan(out.loc["plain20-0", "median_branch_ratio"])
@@ -282,41 +282,41 @@ def test_fig7_verdicts_on_hand_built_layers():
     }
     ratios = {"resnet20": [[0.5], [0.6], [0.55]], "resnet56": [[0.2], [0.25], [0.3]], "resnet56-zi": [[0.0]] * 3}
     layers = pd.concat([layers_frame(stds, "response_std"), layers_frame(ratios, "branch_ratio")])
-    runs = stats.with_layer_medians(runs, layers)
-    fig7 = stats.response_verdicts(runs)
-    assert [v.claim for v in fig7] == [
+    runs = fig7.with_layer_medians(runs, layers)
+    decided = fig7.response_verdicts(runs)
+    assert [v.claim for v in decided] == [
         "Residual responses are smaller at depth 20",
         "Residual responses are smaller at depth 56",
         "Deeper residual nets modify the signal less",
     ]
-    assert [v.outcome for v in fig7] == ["reproduced"] * 3
-    d = stats.paired(runs, "plain20", "resnet20", "median_response_std")
+    assert [v.outcome for v in decided] == ["reproduced"] * 3
+    d = estimates.paired(runs, "plain20", "resnet20", "median_response_std")
     assert d.mean == pytest.approx(((1.1 - 0.6) + (1.2 - 0.6) + (1.2 - 0.5)) / 3)
-    assert "difference -0.300" in fig7[2].sentence and "resnet56 vs resnet20" in fig7[2].sentence
-    assert all("zi" not in v.sentence for v in fig7)
-    assert fig7 == stats.verdicts(runs)[-3:]  # in the report's one list of verdicts
+    assert "difference -0.300" in decided[2].sentence and "resnet56 vs resnet20" in decided[2].sentence
+    assert all("zi" not in v.sentence for v in decided)
+    assert decided == claims.verdicts(runs)[-3:]  # in the report's one list of verdicts
 
     # The opposite: residual responses larger, deeper branches larger -> not reproduced.
     swapped = {"plain20": stds["resnet20"], "resnet20": stds["plain20"], "plain56": stds["resnet56"],
                "resnet56": stds["plain56"]}  # fmt: skip
     ratios = {"resnet20": ratios["resnet56"], "resnet56": ratios["resnet20"]}
     layers = pd.concat([layers_frame(swapped, "response_std"), layers_frame(ratios, "branch_ratio")])
-    runs = stats.with_layer_medians(runs_frame({m: [1.0] * 3 for m in swapped}), layers)
-    assert [v.outcome for v in stats.response_verdicts(runs)] == ["not reproduced"] * 3
+    runs = fig7.with_layer_medians(runs_frame({m: [1.0] * 3 for m in swapped}), layers)
+    assert [v.outcome for v in fig7.response_verdicts(runs)] == ["not reproduced"] * 3
 
 
 def test_runs_without_layer_measurements_get_no_fig7_verdict():
     runs = runs_frame({"plain20": [1.0, 1.1], "resnet20": [0.5, 0.6]})
-    assert stats.response_verdicts(runs) == []
+    assert fig7.response_verdicts(runs) == []
     empty = pd.DataFrame(columns=["run_id", "kind", "index", "layer", "value"])
-    runs = stats.with_layer_medians(runs, empty)
-    assert stats.response_verdicts(runs) == [] and stats.response_table(runs) == []
+    runs = fig7.with_layer_medians(runs, empty)
+    assert fig7.response_verdicts(runs) == [] and fig7.response_table(runs) == []
 
 
 def test_layer_profiles_in_layer_order_and_sorted():
     runs = runs_frame({"plain20": [1.0, 1.0]})
     layers = layers_frame({"plain20": [[1.0, 3.0, 2.0], [2.0, 1.0, 6.0]]}, "response_std")
-    prof = stats.layer_profiles(layers, runs).set_index(["order", "position"])
+    prof = fig7.layer_profiles(layers, runs).set_index(["order", "position"])
     assert prof.loc[("layer", 2), "mean"] == 2.0 and prof.loc[("layer", 2), "max"] == 3.0
     assert prof.loc[("sorted", 1), "mean"] == 4.5  # each run's largest: 3 and 6
     assert prof.loc[("sorted", 3), "min"] == 1.0
@@ -326,7 +326,7 @@ def test_a_written_report_is_read_back_claim_by_claim_and_checked_against_fresh_
     from resnet_bench.report import render
 
     # plain56 - plain20 = +1.0 in every seed but one: reproduced, with an interval around 1.
-    old = stats.verdicts(runs_frame({"plain20": [1.0, 1.1, 0.9, 1.0], "plain56": [2.0, 2.2, 1.9, 2.05],
+    old = claims.verdicts(runs_frame({"plain20": [1.0, 1.1, 0.9, 1.0], "plain56": [2.0, 2.2, 1.9, 2.05],
                                      "resnet20": [0.5] * 4, "resnet56": [0.6, 0.4, 0.55, 0.45]}))  # fmt: skip
     written = verdicts.read_records(verdicts.to_json(old, experiment="x"), "old.json")
     assert written["Degradation"] == ("reproduced", pytest.approx(1.0375))  # mean of 1.0, 1.1, 1.0, 1.05
@@ -334,7 +334,7 @@ def test_a_written_report_is_read_back_claim_by_claim_and_checked_against_fresh_
     assert set(written) == {v.claim for v in old}
 
     # Fresh runs: the same degradation, smaller; residual depth now clearly reproduced.
-    fresh = stats.verdicts(runs_frame({"plain20": [1.0, 1.0, 1.1, 0.9], "plain56": [1.5, 1.6, 1.5, 1.45],
+    fresh = claims.verdicts(runs_frame({"plain20": [1.0, 1.0, 1.1, 0.9], "plain56": [1.5, 1.6, 1.5, 1.45],
                                        "resnet20": [0.5] * 4, "resnet56": [0.3, 0.31, 0.29, 0.3]}))  # fmt: skip
     by = {a.claim: a for a in verdicts.against(fresh, written)}
     deg = by["Degradation"]
@@ -350,7 +350,7 @@ def test_a_written_report_is_read_back_claim_by_claim_and_checked_against_fresh_
 
 
 def test_verdict_records_carry_every_number_of_the_claim_and_a_foreign_file_is_one_line():
-    old = stats.verdicts(runs_frame({"plain20": [1.0, 1.1, 0.9, 1.0], "plain56": [2.0, 2.2, 1.9, 2.05],
+    old = claims.verdicts(runs_frame({"plain20": [1.0, 1.1, 0.9, 1.0], "plain56": [2.0, 2.2, 1.9, 2.05],
                                      "resnet20": [0.5] * 4, "resnet56": [0.6, 0.4, 0.55, 0.45]}))  # fmt: skip
     doc = json.loads(verdicts.to_json(old, experiment="x", config_hash="abc"))
     assert doc["experiment"] == "x" and doc["rule"] == verdicts.VERDICT_RULE
@@ -370,7 +370,7 @@ def test_verdict_records_carry_every_number_of_the_claim_and_a_foreign_file_is_o
 
 
 def test_a_claim_only_one_side_decides_is_named_not_compared():
-    fresh = stats.verdicts(runs_frame({"plain20": [1.0, 1.2], "plain56": [2.0, 2.1]}))
+    fresh = claims.verdicts(runs_frame({"plain20": [1.0, 1.2], "plain56": [2.0, 2.1]}))
     agreements = verdicts.against(fresh, {"Residual depth": ("reproduced", -0.2)})
     (gone,) = [a for a in agreements if a.claim == "Residual depth"]
     assert gone.fresh is None and gone.inside is None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..schema import ENDED_BADLY, FINISHED, RUNNING
-from . import render, stats, verdicts, why
+from . import claims, crossings, fig7, render, selection, verdicts, why
 from .context import ReportContext
 from .frame import load_analyses, load_frames
 
@@ -34,14 +34,14 @@ def build_context(
 
     ``layers`` is the layer-measurement frame of :func:`frame.load_frames` (None: no Fig. 7);
     ``analyses`` the runs' analysis records, by run id (:func:`frame.load_analyses`)."""
-    sel, config_hash = stats.select_runs(frame, config_hash, seeds)
+    sel, config_hash = selection.select_runs(frame, config_hash, seeds)
     if sel.empty:
         raise UserError(f"no runs of {experiment!r} match configuration {config_hash} and seeds {seeds}")
-    used = stats.finished_latest(sel)
-    stats.check_schema(used)
-    runs = stats.per_run(used)
+    used = selection.finished_latest(sel)
+    selection.check_schema(used)
+    runs = selection.per_run(used)
     if layers is not None and not runs.empty:
-        runs = stats.with_layer_medians(runs, layers)
+        runs = fig7.with_layer_medians(runs, layers)
     if runs.empty:
         raise UserError(f"experiment {experiment!r} has no FINISHED runs yet (configuration {config_hash})")
     first = sel.drop_duplicates("run_id")
@@ -61,17 +61,17 @@ def build_context(
         index=first.sort_values(["model", "seed", "start_time"])[
             ["model", "seed", "run_id", "status", "failure_reason"]
         ],
-        summary=stats.summary(runs),
-        shortcut=stats.shortcut_effects(runs),
-        depth=stats.depth_effects(runs),
-        verdicts=stats.verdicts(runs) + (analysed.verdicts if analysed else []),
-        trends=stats.depth_trends(runs),
-        crossings=stats.crossings(used, runs),
-        zero_init=stats.zero_init_costs(runs),
-        responses=stats.response_table(runs),
-        profiles=stats.layer_profiles(layers, runs) if layers is not None else None,
+        summary=selection.summary(runs),
+        shortcut=claims.shortcut_effects(runs),
+        depth=claims.depth_effects(runs),
+        verdicts=claims.verdicts(runs) + (analysed.verdicts if analysed else []),
+        trends=claims.depth_trends(runs),
+        crossings=crossings.crossings(used, runs),
+        zero_init=claims.zero_init_costs(runs),
+        responses=fig7.response_table(runs),
+        profiles=fig7.layer_profiles(layers, runs) if layers is not None else None,
         why=analysed,
-        published=stats.published_comparison(runs, str(first["data_source"].iloc[0]), str(first["family"].iloc[0])),
+        published=claims.published_comparison(runs, str(first["data_source"].iloc[0]), str(first["family"].iloc[0])),
         figure_dir=figure_dir,
         command=command,
         description=described.iloc[-1] if len(described) else "",

@@ -14,22 +14,22 @@ class ReportContext:
 
     experiment: str
     frame: pd.DataFrame  # the per-epoch rows of the runs used
-    runs: pd.DataFrame  # one row per run used (stats.per_run)
+    runs: pd.DataFrame  # one row per run used (selection.per_run)
     config_hash: str
     other_configs: int  # runs of the experiment under other configurations
     pending: int
     running: int
     excluded: int  # FAILED or KILLED runs of this configuration
     index: pd.DataFrame  # every run of the configuration: model, seed, run_id, status, failure_reason
-    summary: list
-    shortcut: list
-    depth: dict
-    verdicts: list  # stats.Verdict, each knowing its figure
-    trends: list
-    crossings: list
-    zero_init: list
-    responses: list
-    profiles: object  # stats.layer_profiles, or None without layer measurements
+    summary: list[dict]  # selection.summary: one row per variant
+    shortcut: list[tuple]  # claims.shortcut_effects: (depth, claims.Comparison)
+    depth: dict  # claims.depth_effects: kind -> claims.Comparison
+    verdicts: list  # verdicts.Verdict records, each knowing its section
+    trends: dict  # claims.depth_trends: "plain" / "residual" -> estimates.Trend
+    crossings: list  # crossings.Crossing
+    zero_init: list  # claims.zero_init_costs: claims.Comparison
+    responses: list[dict]  # fig7.response_table
+    profiles: object  # fig7.layer_profiles, or None without layer measurements
     published: list
     why: object  # why.Why: the analyses of the runs used, or None when none was analysed
     figure_dir: str

@@ -40,7 +40,7 @@ def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         }
         params = run.data.params
         # What this version of the schema expects and the run lacks (checked for the runs a
-        # report uses: see stats.check_schema).
+        # report uses: see selection.check_schema).
         base["schema_missing"] = ",".join(schema.missing_params(params))
         base["analysed"] = set(schema.ANALYSIS_METRICS) <= set(run.data.metrics)
         kinds = {**{k: t for k, (t, _) in {**schema.RUN_PARAMS, **schema.INFO_PARAMS}.items()}, **schema.CONFIG_PARAMS}

@@ -18,13 +18,13 @@ import pandas as pd  # noqa: E402
 
 from .. import schema  # noqa: E402
 from ..schema import FINISHED, RUNNING  # noqa: E402
-from . import plotting, render_why, stats, verdicts  # noqa: E402
+from . import claims, plotting, render_why, selection, verdicts  # noqa: E402
 from .context import ReportContext  # noqa: E402
 from .numbers import pm  # noqa: E402
 
 
 def _band_plot(ax, frame, runs, metric, colours, ylabel):
-    plotting.mean_bands(ax, stats.curves(frame, metric), "epoch", runs, colours)
+    plotting.mean_bands(ax, selection.curves(frame, metric), "epoch", runs, colours)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -36,7 +36,7 @@ def figures(
     """Draw the report's figures into ``out_dir``; returns {figure name: file name}, in the
     order the report shows them (a figure whose data the runs lack is left out).
 
-    ``profiles`` are the layer responses as :func:`stats.layer_profiles` aggregates them;
+    ``profiles`` are the layer responses as :func:`fig7.layer_profiles` aggregates them;
     ``why`` the analyses as :func:`why.build` gathers them (None: no analysed run)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     colours = plotting.colours(runs)
@@ -73,7 +73,7 @@ def _accuracy_figure(frame, runs, colours, path: Path) -> str:
 
 def _grad_norm_figure(frame, runs, colours, path: Path) -> str | None:
     """Per-stage gradient norms of the deepest residual net and its plain twin (None without them)."""
-    names = stats.variant_names(runs)
+    names = selection.variant_names(runs)
     deepest = max((d for d, _, _ in names), default=None)
     pair = [names.get((deepest, True, False)) or names.get((deepest, True, True)), names.get((deepest, False, False))]
     stem, head = f"{schema.GRAD_NORM_PREFIX}stem", f"{schema.GRAD_NORM_PREFIX}head"
@@ -85,7 +85,7 @@ def _grad_norm_figure(frame, runs, colours, path: Path) -> str | None:
     groups = [c for c in grad_cols if sub[c].notna().any()]
     fig, axes = plt.subplots(1, len(groups), figsize=(2.6 * len(groups), 3.4), squeeze=False)
     for ax, col in zip(axes[0], groups):
-        plotting.mean_bands(ax, stats.curves(sub, col), "epoch", runs, {m: colours[m] for m in pair})
+        plotting.mean_bands(ax, selection.curves(sub, col), "epoch", runs, {m: colours[m] for m in pair})
         ax.set_yscale("log")
         ax.set_title(col.split("/", 1)[1])
         ax.set_xlabel("epoch")
@@ -97,7 +97,7 @@ def _grad_norm_figure(frame, runs, colours, path: Path) -> str | None:
 
 def _step_time_figure(runs, colours, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    rows = stats.summary(runs)
+    rows = selection.summary(runs)
     ax.bar([r["model"] for r in rows], [r["step_ms"] for r in rows], color=[colours[r["model"]] for r in rows])
     ax.set_ylabel("median step time (ms)")
     ax.grid(axis="y", alpha=0.3)
@@ -108,7 +108,7 @@ def _fig6(frame: pd.DataFrame, runs: pd.DataFrame, path: Path) -> bool:
     """He et al.'s Fig. 6 layout: training loss per epoch, plain nets left, residual nets
     (the paper's initialisation) right, one line per depth (mean over seeds, band min-max),
     one colour per depth in both panels. Drawn when a kind has two depths or more."""
-    names = stats.variant_names(runs)
+    names = selection.variant_names(runs)
     panels = [(label, {d: m for (d, r, z), m in names.items() if r == residual and not z}) for residual, label in
               ((False, "plain"), (True, "residual"))]  # fmt: skip
     if max(len(models) for _, models in panels) < 2:
@@ -116,7 +116,7 @@ def _fig6(frame: pd.DataFrame, runs: pd.DataFrame, path: Path) -> bool:
     depths = sorted({d for _, models in panels for d in models})
     cmap = plt.get_cmap("viridis")
     colour = {d: cmap(i / max(1, len(depths) - 1) * 0.85) for i, d in enumerate(depths)}
-    cur = stats.curves(frame, "train_loss")
+    cur = selection.curves(frame, "train_loss")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, (label, models) in zip(axes, panels):
         for depth, model in sorted(models.items()):
@@ -155,7 +155,7 @@ def _fig7(profiles: pd.DataFrame, runs: pd.DataFrame, colours: dict, path: Path)
     return plotting.save(fig, path)
 
 
-def _row(c: stats.Comparison) -> str:
+def _row(c: claims.Comparison) -> str:
     cells = verdicts.estimate_cells
     return f"{c.loss.a} − {c.loss.b} | {c.loss.n} | " + " | ".join(cells(c.loss)) + " | " + " | ".join(cells(c.acc))
 
@@ -210,7 +210,7 @@ def _crossing_section(ctx: ReportContext) -> list[str]:
 def _claims_section(ctx: ReportContext) -> list[str]:
     """The report's answer first: Fig. 6's three claims on training loss with the paper's
     initialisation, and where depth starts to pay; the tables below hold the rest."""
-    wanted = [name for name, _, _ in (stats.DEGRADATION, stats.SHORTCUT, stats.RESIDUAL_DEPTH)]
+    wanted = [name for name, _, _ in (claims.DEGRADATION, claims.SHORTCUT, claims.RESIDUAL_DEPTH)]
     by_claim = {v.claim: v for v in ctx.verdicts}
     L = ["## The three claims", ""]
     for name in wanted:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ALPHA = 0.05
+from .estimates import ALPHA
 
 VERDICT_RULE = (
     "A claim is *reproduced* when the paired difference over seeds has the claimed sign, its "
@@ -44,7 +44,7 @@ def outcome(estimate, claimed_sign: int) -> str:
 @dataclass(frozen=True)
 class Verdict:
     """One decided claim. ``estimate`` is the paired difference or the slope it rests on (an
-    ``Estimate`` of :mod:`.stats`); ``kind`` says which (``difference`` or ``slope``, per layer);
+    ``Estimate`` of :mod:`.estimates`); ``kind`` says which (``difference`` or ``slope``, per layer);
     ``comparison`` names what was compared and how ``a - b`` reads."""
 
     claim: str

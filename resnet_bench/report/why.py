@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import stats, verdicts
+from . import estimates, selection, verdicts
 
 # Per-run column -> (where it is in a record, what the report calls it).
 COLUMNS = {
@@ -77,14 +77,14 @@ def _near_chance_note(runs: pd.DataFrame, title: str, models: tuple[str, ...]) -
 def claims(runs: pd.DataFrame) -> tuple[list, list[str]]:
     """The verdicts of docs/methods.md's claims, and a note for each claim the runs leave
     undecided. ``runs`` carries the :data:`COLUMNS`."""
-    names = stats.variant_names(runs)
+    names = selection.variant_names(runs)
     out, notes = [], []
     if not _pairs(names):
         notes.append("No variant here has its twin (a plain net and a residual net of one depth): "
                      "the plain-against-residual claims are not made.")  # fmt: skip
     for depth, plain, res in _pairs(names):
         title = f"Deleting a block costs a plain net more at depth {depth}"
-        d = stats.paired(runs, plain, res, "lesion_relative_drop")
+        d = estimates.paired(runs, plain, res, "lesion_relative_drop")
         if d.n >= 2:
             out.append(verdicts.decide(title, d, "plain minus residual", COLUMNS["lesion_relative_drop"][1], +1,
                                      figure="why"))  # fmt: skip
@@ -94,7 +94,7 @@ def claims(runs: pd.DataFrame) -> tuple[list, list[str]]:
     if len(depths) >= 2:
         deep, shallow = names[(depths[-1], True, False)], names[(depths[0], True, False)]
         title = "The deeper residual net is more robust to one deletion"
-        d = stats.paired(runs, deep, shallow, "lesion_relative_drop")
+        d = estimates.paired(runs, deep, shallow, "lesion_relative_drop")
         if d.n >= 2:
             out.append(verdicts.decide(title, d, "deep minus shallow residual net", COLUMNS["lesion_relative_drop"][1],
                                      -1, figure="why"))  # fmt: skip
@@ -104,7 +104,7 @@ def claims(runs: pd.DataFrame) -> tuple[list, list[str]]:
         for when, label in WHEN.items():
             col = f"{quantity}_{when}"
             for depth, plain, res in _pairs(names):
-                d = stats.paired(runs, plain, res, col)
+                d = estimates.paired(runs, plain, res, col)
                 if d.n:
                     out.append(verdicts.decide(f"{noun} at depth {depth} ({label})", d, "plain minus residual",
                                              COLUMNS[col][1], +1, figure="why"))  # fmt: skip
@@ -119,13 +119,13 @@ def _trend_claims(runs: pd.DataFrame, names: dict) -> list:
         return []
     plain, res = [p for _, p, _ in pairs], [r for _, _, r in pairs]
     quantity = COLUMNS["sharpness_final"][1]
-    trend = stats.depth_trend(runs, plain, "plain", "sharpness_final")
+    trend = estimates.depth_trend(runs, plain, "plain", "sharpness_final")
     out = [verdicts.decide_trend(trend, "Plain sharpness grows with depth", +1, quantity=quantity, figure="why")]
-    sp, _ = stats.seed_slopes(runs, plain, "sharpness_final")
-    sr, _ = stats.seed_slopes(runs, res, "sharpness_final")
+    sp, _ = estimates.seed_slopes(runs, plain, "sharpness_final")
+    sr, _ = estimates.seed_slopes(runs, res, "sharpness_final")
     seeds = sorted(set(sp.index) & set(sr.index))
-    d = stats.Paired(a="plain nets", b="residual nets", metric="sharpness_final",
-                     **stats._t_estimate(np.array([sp[s] - sr[s] for s in seeds]), seeds))  # fmt: skip
+    d = estimates.Paired(a="plain nets", b="residual nets", metric="sharpness_final",
+                     **estimates.t_estimate(np.array([sp[s] - sr[s] for s in seeds]), seeds))  # fmt: skip
     title = "Sharpness grows faster with depth without shortcuts"
     out.append(verdicts.decide(title, d, "plain minus residual slope per layer", quantity, +1, figure="why"))
     return out
@@ -133,12 +133,12 @@ def _trend_claims(runs: pd.DataFrame, names: dict) -> list:
 
 def _table(runs: pd.DataFrame) -> list[dict]:
     rows = []
-    for model in [r["model"] for r in stats.summary(runs)]:
+    for model in [r["model"] for r in selection.summary(runs)]:
         g = runs[runs["model"] == model]
         if g["sharpness_final"].notna().any():
             row = {"model": model, "n": int(g["sharpness_final"].notna().sum())}
             for col in COLUMNS:
-                row[col] = stats._mean_std(g[col]) if g[col].notna().any() else None
+                row[col] = selection.mean_std(g[col]) if g[col].notna().any() else None
             rows.append(row)
     return rows
 
