@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..schema import ENDED_BADLY, FINISHED, RUNNING
-from . import claims, crossings, fig7, render, selection, verdicts, why
+from . import claims, crossings, fig7, figures, render, selection, verdicts, why
 from .context import ReportContext
 from .frame import load_analyses, load_frames
 
@@ -90,7 +90,7 @@ def write_report(uri: str, experiment: str, out: Path, config_hash=None, seeds=N
     out = Path(out)
     fig_rel = f"figures/{out.stem}"
     ctx = build_context(frame, experiment, config_hash, seeds, fig_rel, command, layers, load_analyses(uri, frame))
-    ctx.figures = render.figures(ctx.frame, ctx.runs, out.parent / fig_rel, ctx.profiles, ctx.why)
+    ctx.figures = figures.draw(ctx.frame, ctx.runs, out.parent / fig_rel, ctx.profiles, ctx.why)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render.markdown(ctx))
     records_path(out).write_text(verdicts.to_json(ctx.verdicts, experiment=experiment, config_hash=ctx.config_hash,
