@@ -29,7 +29,7 @@ TENSORFLOW_COMMANDS = {c.NAME for c in COMMANDS if c.LOADS_TENSORFLOW}
 def _setup_env(argv: list[str]) -> None:
     quiet.tensorflow_env(onednn=False if "--no-onednn" in argv else None)
     # The store's calls wait out an outage themselves, quietly and for one configurable time
-    # ($RESNET_BENCH_TRACKING_PATIENCE, tracking._retry); MLflow's own HTTP retries would add
+    # ($RESNET_BENCH_TRACKING_PATIENCE, tracking.patiently); MLflow's own HTTP retries would add
     # minutes of backoff and a warning per attempt on top.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 

@@ -19,7 +19,7 @@ from .pools import PoolOptions, make_pool
 from .scheduler import SweepContext
 from .schema import ENDED_BADLY, FAILED, FINISHED, KILLED, SKIPPED
 from .spec import ModelSpec
-from .tracking import Store
+from .tracking.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from .errors import StoreUnavailable
 from .scheduler import SweepContext
 from .schema import FAILED, SKIPPED
 from .spec import ModelSpec
-from .tracking import Store
+from .tracking.store import Store
 
 
 def prepare_process(cfg) -> None:

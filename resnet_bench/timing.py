@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from .models import count_macs
 from .spec import parse_model_name
-from .tracking import Store
+from .tracking.store import Store
 
 TRAINING_PASSES = 3  # a trained image costs its forward pass and a backward pass of about twice that
 

@@ -24,13 +24,13 @@ def _widen_the_window(monkeypatch, store: Store, seed: int) -> None:
         return create(*args, **kwargs)
 
     monkeypatch.setattr(backend, "create_run", slow_create)
-    retry = tracking._retry  # every call of the store goes through it
+    retry = tracking.patiently  # every call of the store goes through it
 
     def jittered(fn, *args, **kwargs):
         time.sleep(rng.uniform(0, 0.01))
         return retry(fn, *args, **kwargs)
 
-    monkeypatch.setattr(tracking, "_retry", jittered)
+    monkeypatch.setattr(tracking.store, "patiently", jittered)
 
 
 def _race(uri: str, exp: str, key: str, claimants: int) -> list:
@@ -108,10 +108,10 @@ def test_a_store_that_is_away_is_waited_for_and_a_refusal_is_not(monkeypatch, me
         return "answered"
 
     if away:
-        assert tracking._retry(fails_twice) == "answered" and len(calls) == 3
+        assert tracking.patiently(fails_twice) == "answered" and len(calls) == 3
     else:
         with pytest.raises(RuntimeError, match=message.split(":")[0]):
-            tracking._retry(fails_twice)
+            tracking.patiently(fails_twice)
         assert len(calls) == 1
 
 
@@ -121,7 +121,7 @@ def test_a_schema_another_process_is_creating_is_waited_for(tmp_path, monkeypatc
     --jobs 2 sweep exited 2 on it under load) and opens the store on the next."""
     from sqlalchemy.exc import OperationalError
 
-    real, tries = tracking.MlflowClient, []
+    real, tries = tracking.store.MlflowClient, []
 
     def racing(**kwargs):
         tries.append(1)
@@ -129,7 +129,7 @@ def test_a_schema_another_process_is_creating_is_waited_for(tmp_path, monkeypatc
             raise OperationalError("CREATE TABLE mcp_servers", {}, Exception("table mcp_servers already exists"))
         return real(**kwargs)
 
-    monkeypatch.setattr(tracking, "MlflowClient", racing)
+    monkeypatch.setattr(tracking.store, "MlflowClient", racing)
     store = Store(store_uri(tmp_path))
     assert len(tries) == 2 and store.experiment_id("e")
 
@@ -145,7 +145,7 @@ def test_a_store_that_cannot_be_opened_is_not_tried_again(tmp_path, monkeypatch)
         tries.append(1)
         raise OperationalError("SELECT", {}, Exception("file is not a database"))
 
-    monkeypatch.setattr(tracking, "MlflowClient", broken)
+    monkeypatch.setattr(tracking.store, "MlflowClient", broken)
     with pytest.raises(UserError, match="file is not a database"):
         Store(store_uri(tmp_path))
     assert len(tries) == 1

@@ -147,7 +147,7 @@ def analyse(cfg, uri: str, *, settings: Settings = Settings(), force: bool = Fal
     """Measure every FINISHED run of ``cfg`` that has a stored net and lacks these measurements
     (all of them with ``force``), in ``jobs`` processes. Returns counts: analysed, already,
     without a model, and the seconds it took."""
-    from ..tracking import Store
+    from ..tracking.store import Store
     from ..trained import has_model
 
     store = Store(uri)
@@ -185,12 +185,9 @@ def analyse(cfg, uri: str, *, settings: Settings = Settings(), force: bool = Fal
     return counts
 
 
-def analyse_experiment(cfg, uri: str, jobs="auto", *, force: bool = False, echo=print) -> dict:
-    """:func:`analyse` with the experiment's settings, in ``jobs`` processes ("auto": cores /
-    intra-op threads), then one line of counts: what ``analyse`` and ``run --analyse`` do."""
-    from ..pools import auto_jobs
-
-    jobs = auto_jobs(cfg.train.intra_op_threads, 1 << 30) if jobs == "auto" else jobs
+def analyse_experiment(cfg, uri: str, jobs: int, *, force: bool = False, echo=print) -> dict:
+    """:func:`analyse` with the experiment's settings in ``jobs`` processes, then one line of
+    counts: what ``analyse`` and ``run --analyse`` do."""
     settings = Settings(contour_points=cfg.analysis.contours)
     counts = analyse(cfg, uri, settings=settings, force=force, jobs=jobs, echo=echo)
     echo(f"analysed {counts['analysed']} runs in {counts['seconds']:.0f}s ({counts['already']} already analysed, "
@@ -254,7 +251,7 @@ def measure_run(cfg, uri: str, settings: Settings, spec, seed: int, run_id: str,
     """Measure one run's stored net and write the results onto the run: its headline numbers
     and the seconds it took. The unit a worker process runs."""
     from .. import data as data_mod
-    from ..tracking import Store
+    from ..tracking.store import Store
     from ..train import seed_everything
     from ..trained import load_net
 

@@ -30,5 +30,7 @@ def main(args) -> int:
     cfg = config.load(args.experiment, args.set, args.data)
     uri = inputs.tracking_uri(args.tracking_uri, must_exist=True)
     config.check_data_path(cfg)
-    analysis.analyse_experiment(cfg, uri, args.jobs, force=args.force)
+    from ..pools import resolve_jobs
+
+    analysis.analyse_experiment(cfg, uri, resolve_jobs(args.jobs, cfg.train.intra_op_threads), force=args.force)
     return 0

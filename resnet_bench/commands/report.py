@@ -36,7 +36,8 @@ def add_parser(sub) -> None:
 
 
 def _address(uri: str, experiment: str) -> str:
-    from ..tracking import Store, runs_address
+    from ..tracking import runs_address
+    from ..tracking.store import Store
 
     return runs_address(Store(uri).experiment_id(experiment, create=False))
 

@@ -52,6 +52,7 @@ def main(args) -> int:
     )
     if args.analyse and not args.dry_run:
         from ..analysis import analyse_experiment
+        from ..pools import resolve_jobs
 
-        analyse_experiment(cfg, uri, args.jobs)
+        analyse_experiment(cfg, uri, resolve_jobs(args.jobs, cfg.train.intra_op_threads))
     return rc

@@ -30,7 +30,8 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     from ..errors import UserError
-    from ..tracking import Store, runs_address
+    from ..tracking import runs_address
+    from ..tracking.store import Store
 
     experiment = os.path.splitext(os.path.basename(args.experiment))[0]
     uri = inputs.tracking_uri(args.tracking_uri, must_exist=True)

@@ -64,6 +64,11 @@ def auto_jobs(intra_op_threads: int, runs: int) -> int:
     return max(1, min(cores // per_run, runs))
 
 
+def resolve_jobs(jobs, intra_op_threads: int, runs: int = 1 << 30) -> int:
+    """``--jobs``: a number as given, ``auto`` as :func:`auto_jobs` sizes it."""
+    return auto_jobs(intra_op_threads, runs) if jobs == "auto" else jobs
+
+
 def make_pool(ctx: SweepContext, options: PoolOptions, runs: int) -> Pool:
     """The pool for ``options``, for a sweep of ``runs`` pending runs."""
     if options.executor == "ray":
@@ -72,7 +77,7 @@ def make_pool(ctx: SweepContext, options: PoolOptions, runs: int) -> Pool:
         return RayPool(
             ctx, address=options.address, gpus_per_run=options.gpus_per_run, cpus_per_run=options.cpus_per_run
         )
-    jobs = auto_jobs(ctx.cfg.train.intra_op_threads, runs) if options.jobs == "auto" else options.jobs
+    jobs = resolve_jobs(options.jobs, ctx.cfg.train.intra_op_threads, runs)
     if jobs == 1:
         from .inprocess import InProcess
 

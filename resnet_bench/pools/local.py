@@ -176,7 +176,7 @@ class LocalPool:
     @property
     def store(self):
         if self._store is None:
-            from ..tracking import Store
+            from ..tracking.store import Store
 
             self._store = Store(self.ctx.uri)
         return self._store

@@ -105,7 +105,7 @@ def log_report_run(uri: str, experiment: str, out: Path, ctx: ReportContext) -> 
     Tagged ``bench_report`` and without a ``run_key``, so neither a sweep nor a report ever
     takes it for a training run; its params say which runs it summarises.
     """
-    from ..tracking import Store
+    from ..tracking.store import Store
 
     store = Store(uri)
     exp_id = store.experiment_id(experiment, create=False)

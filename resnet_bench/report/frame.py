@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import schema
 from ..errors import UserError
-from ..tracking import Store
+from ..tracking.store import Store
 
 
 def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:

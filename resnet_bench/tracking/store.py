@@ -1,18 +1,8 @@
-"""The small MLflow layer: where the store is, how runs are found, claimed and reaped.
+"""The store: opening it under a lock, finding runs, the run lease carried out, logging.
 
-Runs are grouped by tags rather than parent runs: a resumed sweep, or one spread over Ray
-workers, produces runs in several processes and invocations, and a parent run per invocation
-would scatter one experiment's (variant, seed) grid over many parents. Tags
-(``bench_experiment``, ``config_hash``, ``run_key``, ``invocation``) let the report select
-exactly the runs it needs whatever produced them.
-
-A run is *claimed* by creating it and deciding among the live runs with the same key by
-tickets, as in Lamport's bakery: one wins and the others delete their fresh run and move on,
-with no lock, over a tracking server too. What the lease decides (who owns a run, when an
-owner is dead, what status an ending becomes) is in :mod:`resnet_bench.lease`, as pure
-functions; :class:`Store` fetches the records and carries the decisions out. A live owner
-refreshes its ``heartbeat`` tag every ``HEARTBEAT_SECONDS``; from another host, a run whose
-heartbeat is older than ``STALE_SECONDS`` has a dead owner.
+What the lease decides is in :mod:`resnet_bench.lease` (pure); :class:`Store` fetches the records
+and carries the decisions out, every call waiting out a store that is briefly away
+(:func:`.patience.patiently`).
 """
 
 from __future__ import annotations
@@ -20,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import socket
 import sys
 import tempfile
@@ -29,12 +18,13 @@ import time
 import traceback
 from pathlib import Path
 
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from . import inputs, lease, schema, signals
-from .errors import StoreUnavailable
-from .schema import FAILED, KILLED
+from .. import inputs, lease, schema, signals
+from ..schema import KILLED
+from .patience import patiently
+from .run import TrackedRun
 
 STALE_SECONDS = 600.0  # default of $RESNET_BENCH_STALE_SECONDS
 HEARTBEAT_SECONDS = 60
@@ -46,60 +36,11 @@ def search_runs(client: MlflowClient, exp_id: str, filter_string: str = "") -> l
     """Every run of an experiment matching ``filter_string``, page after page."""
     out, token = [], None
     while True:
-        page = _retry(client.search_runs, [exp_id], filter_string=filter_string, max_results=1000, page_token=token)
+        page = patiently(client.search_runs, [exp_id], filter_string=filter_string, max_results=1000, page_token=token)
         out.extend(page)
         token = page.token
         if not token:
             return out
-
-
-def _duplicate_key(e: Exception) -> bool:
-    """A database's unique-key violation, as SQLite, PostgreSQL and MySQL word it."""
-    text = str(e).lower()
-    return any(k in text for k in ("unique constraint", "integrityerror", "duplicate key", "duplicate entry"))
-
-
-PATIENCE_SECONDS = 120.0  # default of $RESNET_BENCH_TRACKING_PATIENCE: a server restart fits
-# What a store says when it is away for a while rather than refusing a request: a server that
-# restarts (connection refused or reset, a response cut off mid-way, 502-504 from a proxy in
-# front of it), a SQLite file another sweep holds locked. A call retried after its response was
-# cut may have been applied once already; the calls a run makes are safe to repeat (MLflow
-# drops a metric row identical to one it holds; params, tags and artifacts are set again).
-_TRANSIENT = ("max retries exceeded", "connection refused", "connection reset", "connection aborted",
-              "connection broken", "remotedisconnected", "read timed out", "temporarily unavailable",
-              "bad gateway", "service unavailable", "gateway timeout", "locked")  # fmt: skip
-
-
-def _transient(e: Exception) -> bool:
-    return any(k in str(e).lower() for k in _TRANSIENT)
-
-
-def _retry(fn, *args, **kwargs):
-    """Retry a store call while the store is away, with backoff, for the configured patience.
-
-    A tracking server restarting or a SQLite file locked by another sweep is an ordinary event
-    of a long sweep: the call waits (at most ``$RESNET_BENCH_TRACKING_PATIENCE`` seconds,
-    counted from the first failure) instead of failing the run. MLflow's own HTTP retries are
-    turned off by the CLI (``MLFLOW_HTTP_REQUEST_MAX_RETRIES=0`` unless set), so this is the
-    one knob, and its waiting is quiet. Past the limit: :class:`StoreUnavailable`, one line.
-    """
-    deadline, delay = None, 0.2
-    while True:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:
-            if not _transient(e):
-                raise
-            now = time.time()
-            patience = inputs.env_float("RESNET_BENCH_TRACKING_PATIENCE", PATIENCE_SECONDS)
-            deadline = deadline or now + patience
-            if now >= deadline:
-                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                raise StoreUnavailable(
-                    f"the tracking store did not answer for {patience:.0f} s ($RESNET_BENCH_TRACKING_PATIENCE): {first}"
-                ) from None
-            time.sleep(min(delay, max(0.0, deadline - now)))
-            delay = min(delay * 2, 5.0)
 
 
 @contextlib.contextmanager
@@ -144,18 +85,9 @@ SCHEMA_ATTEMPTS = 5
 SCHEMA_COLLISIONS = ("already exists", "duplicate column")
 
 
-def runs_address(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
-    """The MLflow UI address of an experiment's runs in the model-training view.
-
-    MLflow 3 can open an experiment on its GenAI overview instead (a choice it remembers per
-    browser); ``workflowType=machine_learning`` always lands on the runs table.
-    """
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
-
-
 class Store:
     """An MLflow tracking store addressed by URI: the calls the driver and the report make,
-    each by name and each waiting out a store that is briefly away (:func:`_retry`). What the
+    each by name and each waiting out a store that is briefly away (:func:`.patience.patiently`). What the
     run lease decides is in :mod:`resnet_bench.lease`; this class fetches and writes."""
 
     def __init__(self, uri: str | None = None):
@@ -185,7 +117,7 @@ class Store:
     # -- experiments and lookups ---------------------------------------------------------
 
     def experiment_id(self, name: str, create: bool = True) -> str | None:
-        exp = _retry(self.client.get_experiment_by_name, name)
+        exp = patiently(self.client.get_experiment_by_name, name)
         if exp is not None:
             return exp.experiment_id
         if not create:
@@ -195,9 +127,9 @@ class Store:
         if db is not None:  # MLflow 3's local layout: mlflow.db beside an mlruns/ artifact folder
             artifacts = (db.parent / "mlruns").as_uri()
         try:
-            return _retry(self.client.create_experiment, name, artifact_location=artifacts)
+            return patiently(self.client.create_experiment, name, artifact_location=artifacts)
         except Exception:  # created by a concurrent sweep a moment ago
-            return _retry(self.client.get_experiment_by_name, name).experiment_id
+            return patiently(self.client.get_experiment_by_name, name).experiment_id
 
     def runs(self, exp_id: str, filter_string: str = "") -> list:
         return search_runs(self.client, exp_id, filter_string)
@@ -209,28 +141,28 @@ class Store:
         return [lease.Record.of(r) for r in self.runs_with_key(exp_id, run_key)]
 
     def get_run(self, run_id: str):
-        return _retry(self.client.get_run, run_id)
+        return patiently(self.client.get_run, run_id)
 
     def metric_history(self, run_id: str, key: str) -> list:
         """Every logged value of metric ``key`` as stored (see :func:`schema.stored_key`)."""
-        return _retry(self.client.get_metric_history, run_id, key)
+        return patiently(self.client.get_metric_history, run_id, key)
 
     # -- the run lease (decisions: resnet_bench.lease) -----------------------------------
 
     def create_run(self, exp_id: str, tags: dict, run_name: str | None = None) -> str:
         tags = {k: str(v) for k, v in tags.items()}
-        return _retry(self.client.create_run, exp_id, tags=tags, run_name=run_name).info.run_id
+        return patiently(self.client.create_run, exp_id, tags=tags, run_name=run_name).info.run_id
 
     def delete_run(self, run_id: str) -> None:
-        _retry(self.client.delete_run, run_id)
+        patiently(self.client.delete_run, run_id)
 
     def set_tags(self, run_id: str, tags: dict) -> None:
-        _retry(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        patiently(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def end(self, run_id: str, status: str, reason: str | None = None) -> None:
         if reason:
             self.set_tags(run_id, {"failure_reason": reason[:5000]})
-        _retry(self.client.set_terminated, run_id, status)
+        patiently(self.client.set_terminated, run_id, status)
 
     def reap(self, exp_id: str, run_key: str, invocation: str = "") -> int:
         """Mark the RUNNING runs of ``run_key`` whose owner died as KILLED; returns how many."""
@@ -280,7 +212,7 @@ class Store:
     def log_params(self, run_id: str, params: dict) -> None:
         items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
         for i in range(0, len(items), _MAX_BATCH):
-            _retry(self.client.log_batch, run_id, params=items[i : i + _MAX_BATCH])
+            patiently(self.client.log_batch, run_id, params=items[i : i + _MAX_BATCH])
 
     def log_epoch(self, run_id: str, row: dict) -> None:
         """One call per epoch: every metric at step = epoch under its stored key
@@ -288,14 +220,14 @@ class Store:
         ts = int(time.time() * 1000)
         step = int(row["epoch"])
         metrics = [Metric(schema.stored_key(k), float(v), ts, step) for k, v in row.items() if k != "epoch"]
-        _retry(self.client.log_batch, run_id, metrics=metrics, tags=[RunTag("heartbeat", f"{time.time():.0f}")])
+        patiently(self.client.log_batch, run_id, metrics=metrics, tags=[RunTag("heartbeat", f"{time.time():.0f}")])
 
     def log_text(self, run_id: str, text: str, name: str) -> None:
-        _retry(self.client.log_text, run_id, text, name)
+        patiently(self.client.log_text, run_id, text, name)
 
     def retry(self, fn, *args, **kwargs):
         """``fn(*args, **kwargs)``, retried while the store is away (as every call here is)."""
-        return _retry(fn, *args, **kwargs)
+        return patiently(fn, *args, **kwargs)
 
     def analysis_record(self, run) -> dict | None:
         """The analysis record of ``run`` (an MLflow run as ``search_runs`` returns it), or None
@@ -304,13 +236,13 @@ class Store:
         if not set(schema.ANALYSIS_METRICS) <= set(run.data.metrics):
             return None
         with tempfile.TemporaryDirectory() as tmp:
-            local = _retry(self.client.download_artifacts, run.info.run_id, schema.ANALYSIS_ARTIFACT, tmp)
+            local = patiently(self.client.download_artifacts, run.info.run_id, schema.ANALYSIS_ARTIFACT, tmp)
             return json.loads(Path(local).read_text())
 
     def log_metrics(self, run_id: str, values: dict[str, float]) -> None:
         """Metrics measured once (step 0), in one call."""
         ts = int(time.time() * 1000)
-        _retry(self.client.log_batch, run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in values.items()])
+        patiently(self.client.log_batch, run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in values.items()])
 
     def log_layers(self, run_id: str, values: dict[str, float]) -> None:
         """Per-layer values keyed as :func:`schema.response_metric` names them, as one profile
@@ -318,15 +250,15 @@ class Store:
         ts = int(time.time() * 1000)
         rows = [(*schema.parse_layer_metric(k), float(v)) for k, v in values.items()]
         metrics = [Metric(kind, value, ts, index) for kind, index, _, value in rows]
-        _retry(self.client.log_batch, run_id, metrics=metrics)
+        patiently(self.client.log_batch, run_id, metrics=metrics)
         table = "kind,index,layer,value\n" + "".join(f"{k},{i},{name},{v!r}\n" for k, i, name, v in rows)
         self.log_text(run_id, table, schema.LAYERS_ARTIFACT)
 
     def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
-        _retry(self.client.log_artifact, run_id, path, artifact_path=artifact_path)
+        patiently(self.client.log_artifact, run_id, path, artifact_path=artifact_path)
 
     def log_inputs(self, run_id: str, datasets: list) -> None:
-        _retry(self.client.log_inputs, run_id, datasets=datasets)
+        patiently(self.client.log_inputs, run_id, datasets=datasets)
 
     def heartbeat(self, run_id: str, stop) -> None:
         """Refresh the run's heartbeat tag until ``stop`` (a threading.Event) is set.
@@ -375,81 +307,3 @@ class Store:
                     finish()
             finally:  # the status is recorded even when an artifact could not be
                 self.end(run_id, end.status, end.reason)
-
-
-class TrackedRun:
-    """The logging calls of one claimed run (see :meth:`Store.tracked_run`)."""
-
-    def __init__(self, store: Store, run_id: str):
-        self.store, self.run_id = store, run_id
-        self.status = FAILED  # until the run's block completes
-        self.reason: str | None = None
-        self.started = time.time()
-        self.seconds = 0.0
-        self.finishers: list = []  # called at the end whatever the status (artifacts of what was done)
-        self._epochs: queue.Queue = queue.Queue()
-        self.writer_error: Exception | None = None
-        self._writer = threading.Thread(target=self._write_epochs, name="epoch-writer", daemon=True)
-        self._writer.start()
-
-    def log_params(self, params: dict) -> None:
-        self.store.log_params(self.run_id, params)
-
-    def log_epoch(self, row: dict) -> None:
-        """Queue an epoch for the writer thread: training goes on while the store is away, and
-        the epochs are written in order once it answers. Raises the writer's error, if it gave
-        up, so a run whose epochs cannot be tracked stops at the next epoch."""
-        if self.writer_error is not None:
-            raise self.writer_error
-        self._epochs.put(row)
-
-    def _write_epochs(self) -> None:
-        while True:
-            row = self._epochs.get()
-            try:
-                if row is not None and self.writer_error is None:
-                    self.store.log_epoch(self.run_id, row)
-            except Exception as e:  # StoreUnavailable past the patience, or what the store refused
-                self.writer_error = e if isinstance(e, StoreUnavailable) else StoreUnavailable(f"epoch not logged: {e}")
-            finally:
-                self._epochs.task_done()
-            if row is None:
-                return
-
-    def flush(self) -> bool:
-        """Wait until every queued epoch is written (the writer's patience bounds the wait);
-        False when the writer gave up."""
-        self._epochs.put(None)
-        self._writer.join()
-        return self.writer_error is None
-
-    def log_layers(self, values: dict[str, float]) -> None:
-        self.store.log_layers(self.run_id, values)
-
-    def log_text(self, text: str, name: str) -> None:
-        self.store.log_text(self.run_id, text, name)
-
-    def log_file(self, path: str) -> None:
-        self.store.log_artifact(self.run_id, path)
-
-    def log_weights(self, model) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model.weights.h5"
-            model.save_weights(path)
-            self.log_file(str(path))
-
-    def log_dataset(self, name: str, digest: str, source_type: str, source: dict, schema: dict, profile: dict) -> None:
-        """An MLflow dataset input (the run's Datasets column in the UI), context "training"."""
-        dataset = Dataset(name, digest, source_type, json.dumps(source), json.dumps(schema), json.dumps(profile))
-        tags = [InputTag("mlflow.data.context", "training")]
-        for attempt in range(3):
-            try:
-                self.store.log_inputs(self.run_id, [DatasetInput(dataset, tags)])
-                return
-            except Exception as e:
-                # MLflow looks a dataset up, then inserts it if absent; two runs of one sweep
-                # logging the same new dataset at the same moment (on a server, where requests
-                # run in threads) can both insert, and the second hits the unique key. Once it
-                # exists, a retry finds it and links it to this run.
-                if not _duplicate_key(e) or attempt == 2:
-                    raise
