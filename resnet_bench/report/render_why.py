@@ -97,7 +97,12 @@ def section(w: Why | None, verdicts: list) -> list[str]:
     L += ["| variant | n | " + " | ".join(COLUMNS[c][1] for c in cols) + " |", "|---|---|" + "---|" * len(cols)]
     for r in w.table:
         L.append(f"| {r['model']} | {r['n']} | " + " | ".join(pm(r[c], ".3g") for c in cols) + " |")
-    L += ["", f"Rule: as for every claim above. The analyses took {w.seconds:.0f} s in all.", ""]
+    L += [
+        "",
+        f"Rule: as for every claim above. The analyses took {w.seconds:.0f} s, summed over the runs (each "
+        "run's measurement from loading its net to writing its record; runs measured side by side overlap).",
+        "",
+    ]
     L += [f"- {v.sentence}" for v in verdicts if v.figure == "why"]
     L += [f"- {note}" for note in w.notes]
     return L + [""]

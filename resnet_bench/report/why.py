@@ -42,7 +42,7 @@ class Why:
     lesions: pd.DataFrame  # model, position, mean, min, max: accuracy after deleting block `position`
     lines: pd.DataFrame  # model, when, alpha, mean, min, max: training loss along the lines
     contours: list[dict] = field(default_factory=list)  # model, seed, when, alpha, loss (2-D)
-    seconds: float = 0.0
+    seconds: float = 0.0  # summed over the runs' measurements (worker processes overlap in time)
 
 
 def with_records(runs: pd.DataFrame, records: dict[str, dict]) -> pd.DataFrame:
