@@ -140,3 +140,22 @@ def test_the_readmes_run_counts_are_the_experiment_files():
     assert f"trains the default experiment ({nets * seeds} runs)" in readme
     nets, seeds = _grid_size("fig6.toml")
     assert f"{seeds} paired seeds (0-{seeds - 1}), {nets * seeds} runs" in (ROOT / "docs" / "results.md").read_text()
+
+
+HISTORY = {
+    "a commit hash": re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b"),
+    "a date": re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b"),
+    "an issue number": re.compile(r"(?i)(?:#\d+\b|\bissue \d+)"),
+    "a day's note": re.compile(r"(?i)\b(?:slow|fast|half-speed) day\b|\bthis session\b|\byesterday\b"),
+}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_the_pages_describe_the_project_as_it_is_without_history(page):
+    """History lives in commit messages: no hashes, dates, issue numbers or day notes here."""
+    for what, sample in zip(HISTORY, ("at a8963ad", "on 2026-12-01", "(issue 19)", "the slow day")):
+        assert HISTORY[what].search(sample), what  # each pattern finds what it is for
+    assert not any(p.search("resnet56 at 16 px, 1e-3, 0.001, epoch 20") for p in HISTORY.values())
+    text = page.read_text()
+    found = [f"{what}: {m.group(0)!r}" for what, pattern in HISTORY.items() for m in pattern.finditer(text)]
+    assert not found, found
