@@ -66,8 +66,3 @@ def problem(key: str, value, metadata) -> str | None:
         if not holds(value):
             return f"{key} {says}, got {value!r}"
     return None
-
-
-def choices_of(cls, name: str) -> tuple | None:
-    """The options of field ``name`` of dataclass ``cls`` (None when it is not a choice)."""
-    return cls.__dataclass_fields__[name].metadata.get("choices")

@@ -226,13 +226,14 @@ def _results(tasks: list, jobs: int):
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
+    split = lanes(tasks, jobs)
     pools = [
         concurrent.futures.ProcessPoolExecutor(
             1, mp_context=context, initializer=prepare_process, initargs=(tasks[0][0],)
         )
-        for _ in lanes(tasks, jobs)
+        for _ in split
     ]
-    futures = {pool.submit(measure_run, *task): task for pool, lane in zip(pools, lanes(tasks, jobs)) for task in lane}
+    futures = {pool.submit(measure_run, *task): task for pool, lane in zip(pools, split) for task in lane}
     try:
         for future in concurrent.futures.as_completed(futures):
             yield (futures[future], *future.result())
