@@ -65,11 +65,13 @@ def run_sweep(
     force=False,
     dry_run=False,
     pools: PoolOptions = PoolOptions(),
+    analysis=None,
     echo=print,
 ) -> int:
     """Run every pending (variant, seed) of ``cfg`` on the pool ``pools`` describes; returns
     the process exit code: 0 when all runs finished (or were already done), 1 when any failed
-    or was killed. Interrupts propagate after the runs in flight are marked KILLED."""
+    or was killed. Interrupts propagate after the runs in flight are marked KILLED.
+    ``analysis``: measure each run that finishes, where it trained (:class:`runner.Training`)."""
     store = Store(uri)  # the CLI has checked it (inputs.tracking_uri); Store translates what MLflow refuses
     planned = plan(cfg, store, select(cfg, seeds, models), force)
     todo = [p for p in planned if p.state != "done"]
@@ -84,7 +86,7 @@ def run_sweep(
     if not todo:
         return 0
     _load_data(cfg, echo)  # bad data fails here, before any run exists
-    ctx = SweepContext(cfg, store.uri, runner.Training(), force, uuid.uuid4().hex[:12], echo)
+    ctx = SweepContext(cfg, store.uri, runner.Training(analysis), force, uuid.uuid4().hex[:12], echo)
     statuses = scheduler.schedule(make_pool(ctx, pools, len(todo)), todo, echo)
     echo(
         f"experiment {cfg.name}: {statuses.count(FINISHED)} finished, {statuses.count(FAILED)} failed, "

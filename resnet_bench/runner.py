@@ -10,13 +10,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import config as config_mod
 from . import schema
 from .errors import StoreUnavailable
 from .scheduler import SweepContext
-from .schema import FAILED, SKIPPED
+from .schema import FAILED, FINISHED, SKIPPED
 from .spec import ModelSpec
 from .tracking.store import Store
 
@@ -118,24 +120,33 @@ def log_dataset(run, cfg, data_info: dict, arrays) -> None:
     run.log_dataset(name, data_info["hash"], "code" if generated else "local", source, schema, profile)
 
 
+@dataclass(frozen=True)
 class Training:
     """The task of a sweep (:class:`resnet_bench.scheduler.Task`): each run trained and
-    tracked by :func:`execute_run`, in a process prepared by :func:`prepare_process`."""
+    tracked by :func:`execute_run`, in a process prepared by :func:`prepare_process`.
+
+    ``analysis`` (a :class:`resnet_bench.analysis.Settings`, ``run --analyse``): each run that
+    finishes is then measured in the same process, from the net in memory, while the other
+    workers train: no process of its own to start, no stored net to read back."""
+
+    analysis: Any = None
 
     def prepare(self, cfg) -> None:
         prepare_process(cfg)
 
     def run(self, ctx: SweepContext, spec: ModelSpec, seed: int, *, label: str = "") -> str:
-        return execute_run(ctx, spec, seed, label=label)
+        return execute_run(ctx, spec, seed, label=label, analysis=self.analysis)
 
 
-def execute_run(ctx: SweepContext, spec: ModelSpec, seed: int, *, label: str = "") -> str:
+def execute_run(ctx: SweepContext, spec: ModelSpec, seed: int, *, label: str = "", analysis=None) -> str:
     """Claim, train and track one (variant, seed) of the sweep ``ctx``; returns its final status.
 
     ``SKIPPED`` when it is finished or another process holds it; otherwise FINISHED, FAILED
     or KILLED as :meth:`~resnet_bench.tracking.Store.tracked_run` decides. Epoch metrics are
     logged as they come (by a writer thread that waits out a store's outage), so nothing done
     is lost; a store away for longer than its patience makes the run FAILED, told in one line.
+    A FINISHED run is then measured with the ``analysis`` settings, if given
+    (:func:`resnet_bench.analysis.after_training`); that cannot change its status.
     """
     from . import data as data_mod
     from .train import train_run
@@ -180,6 +191,10 @@ def execute_run(ctx: SweepContext, spec: ModelSpec, seed: int, *, label: str = "
                         classes=arrays.classes, step=len(result.history))  # fmt: skip
             if cfg.train.save_weights:
                 run.log_weights(result.model)
+        if analysis is not None and run.status == FINISHED:
+            from .analysis import after_training
+
+            after_training(ctx, analysis, spec, seed, run.run_id, result.model, result.normalisation, name)
         return run.status
     except StoreUnavailable as e:  # past the patience; what was written stays, a resume retrains
         echo(f"{name}: FAILED: {e}")

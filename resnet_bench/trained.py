@@ -74,6 +74,18 @@ def _requirements() -> list[str]:
     return [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
 
 
+def net_metadata(mean, std, classes: list[str], step: int) -> dict:
+    """What a stored net carries besides its weights: the normalisation its inputs need (the
+    training split's per-channel mean and std), the class names, the epoch of its weights."""
+    return {
+        "normalisation_mean": [float(v) for v in np.ravel(mean)],
+        "normalisation_std": [float(v) for v in np.ravel(std)],
+        "classes": list(classes),
+        "epoch": int(step),
+        "custom_layers": "import resnet_bench.models before loading",
+    }
+
+
 def log_net(uri: str, experiment_id: str, run_id: str, model, *, mean, std, classes: list[str], step: int) -> None:
     """Log ``model``'s architecture and weights as the MLflow model of run ``run_id``.
 
@@ -86,13 +98,7 @@ def log_net(uri: str, experiment_id: str, run_id: str, model, *, mean, std, clas
 
     net = keras.Model.from_config(model.get_config())
     net.set_weights(model.get_weights())
-    metadata = {
-        "normalisation_mean": [float(v) for v in np.ravel(mean)],
-        "normalisation_std": [float(v) for v in np.ravel(std)],
-        "classes": list(classes),
-        "epoch": int(step),
-        "custom_layers": "import resnet_bench.models before loading",
-    }
+    metadata = net_metadata(mean, std, classes, step)
     with using_store(uri, experiment_id):
         Model.log(
             None,  # artifact_path: MLflow 3 names the model by ``name``

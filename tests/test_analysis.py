@@ -4,6 +4,7 @@ command on the session's tiny sweep (deterministic, resumable, and one line for 
 import contextlib
 import io
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -197,18 +198,29 @@ def test_analyse_measures_stored_nets_deterministically_in_workers_or_not_and_re
 
 
 @pytest.mark.slow
-def test_run_analyse_measures_the_runs_of_the_same_overrides(tiny_sweep, tmp_path):
-    """``run --analyse`` (what make bench runs) analyses the configuration its ``--set`` made:
-    here every run is FINISHED already, so it trains nothing and measures the two of depth 8."""
-    _, exp, uri = tiny_sweep
-    uri = private_store(uri, tmp_path)
+def test_run_analyse_measures_each_run_where_it_trained_as_analyse_would(tiny_sweep, tmp_path):
+    """``run --analyse`` (what make bench runs) measures each run in the worker that trained
+    it, from the net in memory, for the configuration its ``--set`` made; the pass after the
+    sweep finds nothing left, and ``analyse`` from the stored nets gives the same numbers."""
+    _, exp, _ = tiny_sweep
+    uri = f"sqlite:///{tmp_path}/db.sqlite"
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(["run", str(exp), "--tracking-uri", uri, *ONE_DEPTH, "--jobs", "1", "--analyse"])
+        code = cli.main(["run", str(exp), "--tracking-uri", uri, *ONE_DEPTH, "--jobs", "2", "--analyse"])
     assert code == 0, err.getvalue()
-    assert "analysed 2 runs" in out.getvalue()
-    analysed = {r.data.params["model"] for r in all_runs(uri, "tiny") if "curvature/final" in r.data.metrics}
-    assert analysed == {"resnet8", "plain8"}
+    printed = out.getvalue()
+    assert sorted(re.findall(r"\] (\w+) seed 0: analysed in", printed)) == ["plain8", "resnet8"], printed
+    assert "analysed 0 runs" in printed and "2 already analysed" in printed
+    runs = {r.data.params["model"]: r for r in all_runs(uri, "tiny")}
+    assert set(runs) == {"resnet8", "plain8"}
+    store = Store(uri)
+    during = {m: _result(store, r.info.run_id, tmp_path / m) for m, r in runs.items()}
+    code, printed, err = _analyse([str(exp), "--tracking-uri", uri, *ONE_DEPTH, "--force", "--jobs", "1"])
+    assert code == 0 and "analysed 2 runs" in printed, err
+    for m, r in runs.items():
+        again = _result(store, r.info.run_id, tmp_path / f"{m}-again")
+        for key in ("lesions", "landscape_init", "landscape_final", "curvature_init", "curvature_final"):
+            assert again[key] == during[m][key], (m, key)
 
 
 def _repoint_models(uri: str, folder) -> None:

@@ -36,7 +36,7 @@ ARTIFACT = schema.ANALYSIS_ARTIFACT
 class Settings:
     """How much each measurement looks at (docs/methods.md gives the reasons)."""
 
-    validation_batch: int = 1000  # lesions: images per forward pass over the validation split
+    lesion_images: int = 500  # lesions: the first images of the validation split, one batch
     landscape_images: int = 128  # the first images of the training split, un-augmented
     directions: int = 2  # random lines per run, at the initial and at the final weights
     points: int = 21  # values of alpha in [-1, 1] per line (0 among them when odd)
@@ -69,8 +69,8 @@ def finished_runs(store, cfg) -> list:
 
 class Bench:
     """One variant's lesionable net and the compiled functions every measurement calls: the
-    validation accuracy, the training loss on the fixed subset, and Hessian-vector products on
-    the fixed batch. Built once per variant and process, so each function is traced once per
+    validation accuracy, the training loss on the fixed subset with the kernels moved along a
+    direction (a :class:`~.landscape.Surface`), and Hessian-vector products on the fixed batch. Built once per variant and process, so each function is traced once per
     variant, not once per run: the three traces cost 4-5 s of CPU for a resnet56 (docs/designs.md).
     The fixed batch of the curvature is the first ``hessian_images`` of the loss's subset."""
 
@@ -80,8 +80,8 @@ class Bench:
 
         self.spec, self.shape, self.classes, self.binary = spec, shape, classes, binary
         self.model = build_model(spec, shape, 2 if binary else classes, binary_head=binary, lesionable=True)
-        self.accuracy = lesions.accuracy_fn(self.model, *inputs["val"], settings.validation_batch)
-        self.loss = landscape.loss_fn(self.model, *inputs["fit"])
+        self.accuracy = lesions.accuracy_fn(self.model, *inputs["val"], settings.lesion_images)
+        self.surface = landscape.Surface(self.model, landscape.loss_fn(self.model, *inputs["fit"]))
         self.hvp, self.size = curvature.hessian_vector_product(self.model, *inputs["hessian"])
         self.fit_x = inputs["fit"][0]
 
@@ -92,7 +92,8 @@ def inputs_of(arrays, metadata: dict, settings: Settings) -> dict:
 
     n, k = settings.landscape_images, settings.hessian_images
     x_fit = trained.normalise(arrays.x_train[:n], metadata)
-    return {"val": (trained.normalise(arrays.x_test, metadata), arrays.y_test),
+    v = settings.lesion_images
+    return {"val": (trained.normalise(arrays.x_test[:v], metadata), arrays.y_test[:v]),
             "fit": (x_fit, arrays.y_train[:n]), "hessian": (x_fit[:k], arrays.y_train[:k])}  # fmt: skip
 
 
@@ -109,12 +110,12 @@ def measure(bench: Bench, net, seed: int, settings: Settings, contour: bool) -> 
         if when == "init":
             lesions.load_weights(bench.model, start)
             landscape.set_bn_statistics(bench.model, bench.fit_x)
-        lines = landscape.lines(bench.model, bench.loss, seed, settings.directions, settings.points)
+        lines = landscape.lines(bench.surface, seed, settings.directions, settings.points)
         part = {"alpha": landscape.alphas(settings.points).tolist(), "loss": lines,
                 "sharpness": landscape.sharpness(lines, settings.sharpness_alpha)}  # fmt: skip
         if contour:
             part["contour_alpha"] = landscape.alphas(settings.contour_points).tolist()
-            part["contour"] = landscape.contour(bench.model, bench.loss, seed, settings.contour_points)
+            part["contour"] = landscape.contour(bench.surface, seed, settings.contour_points)
         out[f"landscape_{when}"] = part
         out[f"curvature_{when}"] = curvature.power_iteration(
             bench.hvp, bench.size, seed, settings.tolerance, settings.max_iterations
@@ -178,18 +179,25 @@ def analyse(cfg, uri: str, *, settings: Settings = Settings(), force: bool = Fal
     for i, (task, h, seconds) in enumerate(_results(tasks, jobs), 1):
         spec, seed = task[3], task[4]
         counts["analysed"] += 1
-        echo(f"[{i}/{len(tasks)}] {spec.name} seed {seed}: lesion drop {h['lesion/mean_drop']:.3f}, sharpness "
-             f"{h['sharpness/init']:.3g} -> {h['sharpness/final']:.3g}, curvature {h['curvature/init']:.3g} -> "
-             f"{h['curvature/final']:.3g} ({seconds:.1f}s)")  # fmt: skip
+        echo(f"[{i}/{len(tasks)}] {spec.name} seed {seed}: {_summary(h)} ({seconds:.1f}s)")
     counts["seconds"] = time.perf_counter() - started
     return counts
 
 
+def _summary(h: dict) -> str:
+    return (f"lesion drop {h['lesion/mean_drop']:.3f}, sharpness {h['sharpness/init']:.3g} -> "
+            f"{h['sharpness/final']:.3g}, curvature {h['curvature/init']:.3g} -> {h['curvature/final']:.3g}")  # fmt: skip
+
+
+def settings_of(cfg) -> Settings:
+    """The settings an experiment is analysed with: the fixed set and its ``[analysis]`` table."""
+    return Settings(contour_points=cfg.analysis.contours)
+
+
 def analyse_experiment(cfg, uri: str, jobs: int, *, force: bool = False, echo=print) -> dict:
     """:func:`analyse` with the experiment's settings in ``jobs`` processes, then one line of
-    counts: what ``analyse`` and ``run --analyse`` do."""
-    settings = Settings(contour_points=cfg.analysis.contours)
-    counts = analyse(cfg, uri, settings=settings, force=force, jobs=jobs, echo=echo)
+    counts: what ``analyse`` and ``run --analyse`` (after its sweep) do."""
+    counts = analyse(cfg, uri, settings=settings_of(cfg), force=force, jobs=jobs, echo=echo)
     echo(f"analysed {counts['analysed']} runs in {counts['seconds']:.0f}s ({counts['already']} already analysed, "
          f"{counts['no_model']} without a stored model)")  # fmt: skip
     return counts
@@ -245,24 +253,50 @@ def _results(tasks: list, jobs: int):
         pool.shutdown()
 
 
-_BENCHES: dict = {}  # this process's benches, one per (variant, normalisation)
-
-
 def measure_run(cfg, uri: str, settings: Settings, spec, seed: int, run_id: str, contour: bool):
     """Measure one run's stored net and write the results onto the run: its headline numbers
     and the seconds it took. The unit a worker process runs."""
-    from .. import data as data_mod
-    from ..tracking.store import Store
-    from ..train import seed_everything
     from ..trained import load_net
 
     t0 = time.perf_counter()
+    net, metadata = load_net(uri, run_id, f"{spec.name} seed {seed} (run {run_id})")
+    return measure_net(cfg, uri, settings, spec, seed, run_id, contour, net, metadata, t0)
+
+
+def after_training(ctx, settings: Settings, spec, seed: int, run_id: str, net, normalisation, name: str) -> None:
+    """Measure the run ``run_id`` that just finished, in the process that trained it, from its
+    net in memory (the weights it stored). A failure is one line and leaves the run FINISHED;
+    ``resnet-bench analyse`` (and ``run --analyse`` after its sweep) measures it again."""
+    from ..trained import net_metadata
+
+    t0 = time.perf_counter()
+    cfg = ctx.cfg
+    contour = bool(settings.contour_points) and (spec.name, seed) in contour_runs(cfg)
+    try:
+        h, seconds = measure_net(cfg, ctx.uri, settings, spec, seed, run_id, contour, net,
+                                 net_metadata(*normalisation, [], 0), t0)  # fmt: skip
+    except Exception as e:
+        ctx.echo(f"{name}: not analysed ({type(e).__name__}: {str(e).strip()[:200]}); resnet-bench analyse retries it")
+        return
+    ctx.echo(f"{name}: analysed in {seconds:.1f}s: {_summary(h)}")
+
+
+_BENCHES: dict = {}  # this process's benches, one per (variant, normalisation)
+
+
+def measure_net(cfg, uri, settings: Settings, spec, seed: int, run_id: str, contour: bool, net, metadata, t0):
+    """Measure ``net``, the stored net of run ``run_id`` (``metadata``: its normalisation),
+    write the results onto the run, and return its headline numbers and the seconds since
+    ``t0``."""
+    from .. import data as data_mod
+    from ..tracking.store import Store
+    from ..train import seed_everything
+
     # TensorFlow's op determinism as the run had it, whatever this process did before: the
     # batch statistics of the initial net are reductions that otherwise vary between processes.
     seed_everything(seed, cfg.train.deterministic, tensorflow_seed=False)
     store = Store(uri)
     arrays = data_mod.load(cfg.data)
-    net, metadata = load_net(store.uri, run_id, f"{spec.name} seed {seed} (run {run_id})")
     key = (spec, json.dumps([metadata["normalisation_mean"], metadata["normalisation_std"]]))
     if key not in _BENCHES:
         binary = cfg.train.loss == "binary"

@@ -71,26 +71,34 @@ def loss_fn(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 
 class Surface:
     """The loss of ``model`` at ``w0 + a * d1 (+ b * d2)``: moves the kernels, puts them back.
 
-    Moving and restoring are one compiled call each: a resnet56 has 57 kernels, and assigning
-    them one by one from Python cost about as much as the loss on 128 images."""
+    ``w0`` is the kernels' values when the surface was built or last :meth:`reset`: one
+    surface serves every net loaded into ``model``, so its two compiled calls (moving and
+    restoring the kernels, one call each: a resnet56 has 57 kernels, and assigning them one by
+    one from Python cost about as much as the loss on 128 images) are traced once per model."""
 
     def __init__(self, model: keras.Model, loss):
         self.vars = kernels(model)
-        self.w0 = [v.numpy() for v in self.vars]
-        origin = [tf.constant(w) for w in self.w0]
+        self.origin = [tf.Variable(v, trainable=False) for v in self.vars]
         self.loss = loss
 
         @tf.function
         def place(coefficients, directions):
-            for i, (v, w) in enumerate(zip(self.vars, origin)):
+            for i, (v, w) in enumerate(zip(self.vars, self.origin)):
                 v.assign(w + tf.add_n([coefficients[j] * d[i] for j, d in enumerate(directions)]))
 
         @tf.function
         def restore():
-            for v, w in zip(self.vars, origin):
+            for v, w in zip(self.vars, self.origin):
                 v.assign(w)
 
         self._place, self._restore = place, restore
+        self.reset()
+
+    def reset(self) -> None:
+        """Take the kernels' current values as the centre ``w0``."""
+        self.w0 = [v.numpy() for v in self.vars]
+        for o, w in zip(self.origin, self.w0):
+            o.assign(w)
 
     def direction(self, d: list[np.ndarray]) -> list:
         """``d`` as the tensors :meth:`at` takes (converted once, not at every point)."""
@@ -109,10 +117,11 @@ def alphas(points: int) -> np.ndarray:
     return np.linspace(-1.0, 1.0, points)
 
 
-def lines(model: keras.Model, loss, seed: int, directions: int, points: int) -> list[list[float]]:
-    """Loss along ``directions`` filter-normalised lines through the weights, ``points`` each."""
-    surface = Surface(model, loss)
-    centre = loss()
+def lines(surface: Surface, seed: int, directions: int, points: int) -> list[list[float]]:
+    """Loss along ``directions`` filter-normalised lines through the surface's model's current
+    weights, ``points`` each."""
+    surface.reset()
+    centre = surface.loss()
     out = []
     for k in range(directions):
         d = surface.direction(filter_normalised(surface.w0, seed, k))
@@ -120,9 +129,10 @@ def lines(model: keras.Model, loss, seed: int, directions: int, points: int) -> 
     return out
 
 
-def contour(model: keras.Model, loss, seed: int, points: int) -> list[list[float]]:
-    """Loss on a ``points`` x ``points`` grid of the plane of directions 0 and 1 (rows: d1)."""
-    surface = Surface(model, loss)
+def contour(surface: Surface, seed: int, points: int) -> list[list[float]]:
+    """Loss on a ``points`` x ``points`` grid of the plane of directions 0 and 1 through the
+    surface's model's current weights (rows: d1)."""
+    surface.reset()
     d1, d2 = (surface.direction(filter_normalised(surface.w0, seed, k)) for k in (0, 1))
     return [[surface.at([(a, d1), (b, d2)]) for b in alphas(points)] for a in alphas(points)]
 

@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     r.add_argument("--force", action="store_true", help="train again even runs that already finished")
     r.add_argument("--dry-run", action="store_true", help="print the planned runs and exit")
     r.add_argument(
-        "--analyse", action="store_true", help="then measure the stored nets, as `resnet-bench analyse` (same options)"
+        "--analyse", action="store_true", help="measure each net as it finishes (as `resnet-bench analyse`), then any finished earlier"
     )
     r.add_argument(
         "--jobs",
@@ -47,10 +47,16 @@ def main(args) -> int:
     # only for --jobs 1), so a sweep of worker processes does not pay its import twice.
     models = [m for group in args.models for m in group] if args.models else None
     pools = PoolOptions(args.executor, args.jobs, args.address, args.gpus_per_run, args.cpus_per_run)
+    analysis = None
+    if args.analyse:
+        from ..analysis import settings_of
+
+        analysis = settings_of(cfg)
     rc = driver.run_sweep(
-        cfg, uri, seeds=args.seeds, models=models, force=args.force, dry_run=args.dry_run, pools=pools
-    )
-    if args.analyse and not args.dry_run:
+        cfg, uri, seeds=args.seeds, models=models, force=args.force, dry_run=args.dry_run, pools=pools,
+        analysis=analysis,
+    )  # fmt: skip
+    if args.analyse and not args.dry_run:  # what the sweep did not measure: runs finished before it
         from ..analysis import analyse_experiment
         from ..pools import resolve_jobs
 
