@@ -37,7 +37,7 @@ class Settings:
     """How much each measurement looks at (docs/methods.md gives the reasons)."""
 
     lesion_images: int = 500  # lesions: the first images of the validation split, one batch
-    landscape_images: int = 128  # the first images of the training split, un-augmented
+    landscape_images: int = 64  # the first images of the training split, un-augmented
     directions: int = 2  # random lines per run, at the initial and at the final weights
     points: int = 21  # values of alpha in [-1, 1] per line (0 among them when odd)
     sharpness_alpha: float = 0.2  # sharpness: mean loss rise at |alpha| = this
