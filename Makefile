@@ -8,7 +8,7 @@ EXPERIMENT ?= experiments/shortcut_ablation.toml
 NAME     = $(basename $(notdir $(EXPERIMENT)))
 ARGS    ?=
 
-.PHONY: install install-unlocked lock test test-fast bench report ui perf gpu-check lint clean
+.PHONY: install install-unlocked lock test test-fast bench report ui perf gpu-check lint clean clean-cache
 
 LOCK     = requirements.lock
 
@@ -75,6 +75,10 @@ gpu-check: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check resnet_bench tests
 	$(BIN)/ruff format --check resnet_bench tests
+
+## remove the data cache (decoded photo folders, generated sets; made again when needed): make clean keeps it
+clean-cache: $(STAMP)
+	$(BIN)/resnet-bench data clear-cache
 
 clean:
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info

@@ -53,7 +53,7 @@ BUG_HINT = (
 def _check_environment(args) -> None:
     """Inputs that come from the environment or name an output, checked before any work.
 
-    (``$RESNET_BENCH_CACHE`` is checked where the cache is used, ``data.sources.cache_dir``.)
+    (``$RESNET_BENCH_CACHE`` is checked where the cache is used, ``data.cache.cache_dir``.)
     """
     inputs.env_float("RESNET_BENCH_STALE_SECONDS", 0.0)
     inputs.env_float("RESNET_BENCH_TRACKING_PATIENCE", 0.0)
@@ -72,6 +72,7 @@ def _stopped(signum: int, command: str | None = None) -> int:
     ``__main__`` exits with them ignored.)"""
     signals.ignore()
     left = _STOPPED.get(command, run.STOPPED)
+    left = left() if callable(left) else left
     if signum == signal.SIGINT:
         print(f"interrupted: {left}; run the same command again to resume", file=sys.stderr)
         return 130

@@ -27,6 +27,7 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+from .data.files import ARRAY_SUFFIXES, pair_test_file
 from .sections import (  # noqa: F401 (the tables, re-exported: config.DataConfig and so on)
     GRID_FIELDS,
     PRECISIONS,
@@ -52,17 +53,10 @@ class ExperimentConfig:
     source_file: str = field(default="", compare=False)
 
     def variants(self) -> list[ModelSpec]:
-        """Model variants of the grid, residual before plain, shallow before deep.
-
-        Zero-init applies to residual nets only: a plain net has no residual branch to zero,
-        so it appears once whatever ``grid.zero_init`` holds.
-        """
+        """Model variants of the grid (:meth:`GridConfig.cells`)."""
         return [
             ModelSpec(depth=d, shortcut=s, zero_init=z, **dataclasses.asdict(self.model))
-            for d in self.grid.depths
-            for s in self.grid.shortcuts
-            for z in self.grid.zero_init
-            if not (z and s == "none")
+            for d, s, z in self.grid.cells()
         ]
 
     def run_config(self) -> dict:
@@ -279,7 +273,7 @@ def check_data_path(cfg: ExperimentConfig) -> None:
 
 def _holds_array_pair(folder: Path) -> bool:
     try:
-        return any(inputs.array_pair_test_file(f) for f in folder.iterdir())
+        return any(pair_test_file(f) for f in folder.iterdir())
     except OSError:  # unreadable: reading it as a photo folder says why
         return False
 
@@ -287,7 +281,7 @@ def _holds_array_pair(folder: Path) -> bool:
 def guess_source(path: str) -> str:
     """``--data PATH`` without a source: arrays for .npz/.h5, CIFAR-10 by name, else folders."""
     p = Path(path).expanduser()
-    if p.suffix in inputs.ARRAY_SUFFIXES:
+    if p.suffix in ARRAY_SUFFIXES:
         return "arrays"
     if p.is_dir() and not (p / "training_set").is_dir() and _holds_array_pair(p):
         return "arrays"  # a folder holding the course's train_X / test_X pair

@@ -23,6 +23,15 @@ from .tracking.store import Store
 
 log = logging.getLogger(__name__)
 
+# What the sweep of this process is doing, for the one line an interrupt leaves
+# (commands.run.stopped): "planning", "data" (reading or decoding the data set) or "runs".
+STAGE = "planning"
+
+
+def set_stage(name: str) -> None:
+    global STAGE
+    STAGE = name
+
 
 @dataclass
 class PlannedRun:
@@ -71,8 +80,9 @@ def run_sweep(
     """Run every pending (variant, seed) of ``cfg`` on the pool ``pools`` describes; returns
     the process exit code: 0 when all runs finished (or were already done), 1 when any failed
     or was killed. Interrupts propagate after the runs in flight are marked KILLED.
-    ``analysis``: measure each run that finishes, where it trained (:class:`runner.Training`)."""
-    store = Store(uri)  # the CLI has checked it (inputs.tracking_uri); Store translates what MLflow refuses
+    ``analysis``: called with each run that finishes, where it trained (:class:`runner.Training`)."""
+    set_stage("planning")
+    store = Store(uri)  # the CLI has checked it (tracking.uris.tracking_uri); Store translates what MLflow refuses
     planned = plan(cfg, store, select(cfg, seeds, models), force)
     todo = [p for p in planned if p.state != "done"]
     echo(
@@ -85,9 +95,11 @@ def run_sweep(
         return 0
     if not todo:
         return 0
+    set_stage("data")
     _load_data(cfg, echo)  # bad data fails here, before any run exists
+    set_stage("runs")
     ctx = SweepContext(cfg, store.uri, runner.Training(analysis), force, uuid.uuid4().hex[:12], echo)
-    statuses = scheduler.schedule(make_pool(ctx, pools, len(todo)), todo, echo)
+    statuses = scheduler.schedule(make_pool(ctx, pools, len(todo), store), todo, echo)
     echo(
         f"experiment {cfg.name}: {statuses.count(FINISHED)} finished, {statuses.count(FAILED)} failed, "
         f"{statuses.count(KILLED)} killed, {statuses.count(SKIPPED)} skipped"

@@ -8,7 +8,7 @@ truncated or foreign files, refused pickles, unknown URI schemes, MLflow refusin
 missing optional package) are translated here, each inside a block that does nothing but read
 that input; anything else is a bug and keeps its traceback (see :func:`resnet_bench.cli.main`).
 Two other kinds of check live with the knowledge they need and raise ``UserError`` there: the
-*content* of a data set (an empty class folder, mismatched arrays: ``data.sources``) and the
+*content* of a data set (an empty class folder, mismatched arrays: the loaders of ``data``) and the
 values of an experiment (``config``); the library's builders raise ``ValueError`` at their
 boundary (an unknown depth), which the ``models`` and ``perf`` commands tell in one line.
 
@@ -21,14 +21,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import io
 import os
 import pickle
-import re
 import tarfile
-import urllib.error
-import urllib.parse
-import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
@@ -37,8 +32,6 @@ from .errors import UserError
 
 # MLflow 3's tracking-store schemes (mlflow.tracking._tracking_service.utils registers these);
 # a dialect may carry a driver, as in postgresql+psycopg2://.
-TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks")
-SERVER_TIMEOUT_S = 10
 
 # Read errors that a damaged or foreign file raises from the readers we use (zipfile for .npz,
 # h5py, tarfile and gzip, pickle, PIL): an input problem, never a bug of ours.
@@ -203,19 +196,6 @@ def first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
-ARRAY_SUFFIXES = (".npz", ".h5", ".hdf5")  # files read as arrays (data source "arrays")
-
-
-def array_pair_test_file(train: Path) -> Path | None:
-    """The test file that goes with ``train`` in the course's pair layout (``train_X.h5``
-    beside ``test_X.h5``, or .npz, .hdf5), None when ``train`` is not such a file or has none.
-    One rule for guessing a folder's kind and for reading the pair."""
-    if not (train.name.startswith("train_") and train.suffix in ARRAY_SUFFIXES):
-        return None
-    sibling = train.with_name("test_" + train.name[len("train_") :])
-    return sibling if sibling.is_file() else None
-
-
 def read_text(path, what: str) -> str:
     """A UTF-8 text file the user names (an experiment file)."""
     p = existing_path(path, what, "file")
@@ -266,156 +246,3 @@ def output_path(path, what: str) -> Path:
     if not os.access(target, os.W_OK):
         raise UserError(f"{what} {path}: permission denied ({target} is not writable)")
     return p
-
-
-class _ArraysOnly(pickle.Unpickler):
-    """Unpickles dicts, lists, bytes and numpy arrays, and refuses every other global.
-
-    The official CIFAR-10 batches are pickles; a pickle can name any callable and so run any
-    code while it loads. Only the handful of numpy reconstructors an array needs pass.
-    """
-
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),  # bytes pickled by Python 3 at protocol 2
-    }
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refused pickle: it references {module}.{name}, not only arrays")
-        return super().find_class(module, name)
-
-
-def load_array_pickle(data: bytes, what: str, path) -> dict:
-    """A pickled dict of arrays (the CIFAR-10 batch format), loaded without running code."""
-    with reading(what, path):
-        return _ArraysOnly(io.BytesIO(data), encoding="bytes").load()
-
-
-# -- tracking stores ---------------------------------------------------------------------
-
-
-def resolve_uri(uri: str | None = None) -> str:
-    """``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > MLflow 3's default, ``mlflow.db`` here.
-
-    The default is made absolute so that artifacts and database stay together whatever the
-    working directory of later steps.
-    """
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///PATH`` tracking URI; None for any other store."""
-    if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
-        return Path(uri[len("sqlite:///") :])
-    return None
-
-
-def tracking_uri(uri: str | None, must_exist: bool = False) -> str:
-    """``--tracking-uri`` > ``$MLFLOW_TRACKING_URI`` > ``sqlite:///<cwd>/mlflow.db``, checked.
-
-    Checks what can be checked without MLflow: the scheme is one MLflow serves, a SQLite
-    database and its ``mlruns/`` artifact folder sit in a writable folder that no regular file
-    blocks, and a server answers its health check. ``must_exist`` (the report) refuses a
-    SQLite file that is not there instead of creating an empty store from a typo.
-    """
-    if uri:
-        origin = "--tracking-uri"
-    else:
-        origin = "$MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "default store"
-    uri = resolve_uri(uri)
-    where = f"{origin} {uri}"
-    scheme = urllib.parse.urlparse(uri).scheme.split("+")[0].lower()
-    if scheme and len(scheme) > 1 and scheme not in TRACKING_SCHEMES:  # one letter: a Windows drive
-        raise UserError(f"{where}: unsupported scheme {scheme!r} (MLflow stores: {', '.join(TRACKING_SCHEMES)})")
-    if scheme == "sqlite" and sqlite_path(uri):
-        _check_sqlite(sqlite_path(uri), where, must_exist)
-    elif scheme in ("", "file"):
-        folder = urllib.parse.urlparse(uri).path if scheme else uri
-        _check_folder_store(Path("/" + folder.lstrip("/") if folder.startswith("/") else folder), where)
-        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
-            raise UserError(
-                f"{where}: MLflow 3 opens folder stores only with MLFLOW_ALLOW_FILE_STORE=true; "
-                "use sqlite:///PATH/mlflow.db (`mlflow migrate-filestore` converts a folder store)"
-            )
-    elif scheme in ("http", "https"):
-        check_server(uri, where)
-    return uri
-
-
-def _check_sqlite(db: Path, where: str, must_exist: bool) -> None:
-    block = blocking_file(db)
-    if block is not None:
-        raise UserError(f"{where}: {block} is a regular file, not a folder")
-    if db.is_dir():
-        raise UserError(f"{where}: {db} is a folder, not a database file")
-    if must_exist and not db.exists():
-        raise UserError(f"{where}: no store there ({db} does not exist); run `resnet-bench run` first")
-    artifacts = db.parent / "mlruns"
-    if artifacts.exists() and not artifacts.is_dir():
-        raise UserError(f"{where}: {artifacts} (the artifact folder) is a regular file")
-    folder = next(a for a in [db.parent, *db.parent.absolute().parents] if a.exists())
-    if db.exists() and not os.access(db, os.R_OK | (0 if must_exist else os.W_OK)):
-        raise UserError(f"{where}: permission denied on {db}")
-    if not db.exists() and not os.access(folder, os.W_OK):
-        raise UserError(f"{where}: permission denied ({folder} is not writable)")
-
-
-def _check_folder_store(path: Path, where: str) -> None:
-    block = blocking_file(path)
-    if block is not None:
-        raise UserError(f"{where}: {block} is a regular file, not a folder")
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{where}: is a regular file; a file store is a folder (or use sqlite:///{path})")
-
-
-def check_server(uri: str, where: str | None = None) -> None:
-    """A tracking server must answer ``/health`` within ``SERVER_TIMEOUT_S`` seconds."""
-    where = where or f"tracking server {uri}"
-    try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S).read()
-    except urllib.error.HTTPError as e:
-        if e.code in (401, 403):  # it answers; MLflow's client brings the credentials
-            return
-        raise UserError(f"{where}: answered /health with HTTP {e.code}; is it an MLflow server?") from None
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
-        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-            reason = f"no answer within {SERVER_TIMEOUT_S} s"
-        raise UserError(f"{where}: tracking server unreachable ({reason})") from None
-
-
-@contextlib.contextmanager
-def opening_store(uri: str):
-    """Translate what MLflow raises when it first opens a store the user named.
-
-    :func:`tracking_uri` catches most mistakes first; this covers what only MLflow knows
-    (a refused file store, a database it cannot open, a missing database driver). Wrap only
-    the store's creation and first query.
-    """
-    from mlflow.exceptions import MlflowException
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        yield
-    except MlflowException as e:
-        raise UserError(f"tracking store {uri}: {_first_sentence(e.message)}") from None
-    except ImportError as e:
-        raise UserError(f"tracking store {uri}: needs the {e.name or 'database driver'} package ({e})") from None
-    except SQLAlchemyError as e:
-        reason = first_line(getattr(e, "orig", None) or e)
-        raise UserError(f"tracking store {uri}: the database cannot be opened ({reason})") from None
-    except OSError as e:  # the store's folder or lock file (tracking_uri checked the path first)
-        raise UserError(f"tracking store {uri}: {e.strerror or e}") from None
-
-
-def _first_sentence(text: str) -> str:
-    line = first_line(Exception(text))
-    return re.split(r"(?<=[a-z0-9)'])\. (?=[A-Z])", line)[0].rstrip(".")

@@ -23,20 +23,6 @@ from .spec import ModelSpec
 from .tracking.store import Store
 
 
-def prepare_process(cfg) -> None:
-    """Once per process that trains runs, before the first: TensorFlow loaded (quietly) and its
-    thread pools sized, which TensorFlow allows only before its first op.
-
-    TensorFlow loads before :mod:`.train` is imported, which would load it unsilenced: a
-    worker of a ``--jobs N`` sweep printed TensorFlow's start-up lines that way, twice each."""
-    from .quiet import load_tensorflow
-
-    load_tensorflow()
-    from .train import configure_threads
-
-    configure_threads(cfg.train.intra_op_threads)
-
-
 def run_params(cfg, spec: ModelSpec, seed: int, data_info: dict) -> dict:
     """Every param logged with a run: the resolved config, the variant, the data set."""
     params = config_mod.flatten(cfg)
@@ -123,15 +109,18 @@ def log_dataset(run, cfg, data_info: dict, arrays) -> None:
 @dataclass(frozen=True)
 class Training:
     """The task of a sweep (:class:`resnet_bench.scheduler.Task`): each run trained and
-    tracked by :func:`execute_run`, in a process prepared by :func:`prepare_process`.
+    tracked by :func:`execute_run`, in a process prepared by
+    :func:`resnet_bench.device.prepare_process`.
 
-    ``analysis`` (a :class:`resnet_bench.analysis.Settings`, ``run --analyse``): each run that
-    finishes is then measured in the same process, from the net in memory, while the other
-    workers train: no process of its own to start, no stored net to read back."""
+    ``analysis`` (``run --analyse``: a :class:`resnet_bench.analysis.AfterTraining`): each run
+    that finishes is then measured in the same process, from the net in memory, while the
+    other workers train: no process of its own to start, no stored net to read back."""
 
     analysis: Any = None
 
     def prepare(self, cfg) -> None:
+        from .device import prepare_process
+
         prepare_process(cfg)
 
     def run(self, ctx: SweepContext, spec: ModelSpec, seed: int, *, label: str = "") -> str:
@@ -145,9 +134,8 @@ def execute_run(ctx: SweepContext, spec: ModelSpec, seed: int, *, label: str = "
     or KILLED as :meth:`~resnet_bench.tracking.Store.tracked_run` decides. Epoch metrics are
     logged as they come (by a writer thread that waits out a store's outage), so nothing done
     is lost; a store away for longer than its patience makes the run FAILED, told in one line.
-    A FINISHED run is then measured with the ``analysis`` settings, if given
-    (:func:`resnet_bench.analysis.after_training`); that cannot change its status.
-    """
+    A FINISHED run is then measured by ``analysis``, if given; that cannot change its status
+    (:class:`resnet_bench.analysis.AfterTraining`)."""
     from . import data as data_mod
     from .train import train_run
     from .trained import log_net
@@ -192,9 +180,7 @@ def execute_run(ctx: SweepContext, spec: ModelSpec, seed: int, *, label: str = "
             if cfg.train.save_weights:
                 run.log_weights(result.model)
         if analysis is not None and run.status == FINISHED:
-            from .analysis import after_training
-
-            after_training(ctx, analysis, spec, seed, run.run_id, result.model, result.normalisation, name)
+            analysis(ctx, spec, seed, run.run_id, result.model, result.normalisation, name)
         return run.status
     except StoreUnavailable as e:  # past the patience; what was written stays, a resume retrains
         echo(f"{name}: FAILED: {e}")

@@ -200,6 +200,17 @@ def parse_param(kind: type, text: str):
     return text == "True" if kind is bool else kind(text)
 
 
+def typed_params(params: dict) -> dict:
+    """A run's params that this schema names, each parsed as its type (under its earlier name
+    for a run of an earlier version); None where the run lacks one or stored it empty."""
+    kinds = {**{k: t for k, (t, _) in {**RUN_PARAMS, **INFO_PARAMS}.items()}, **CONFIG_PARAMS}
+    out = {}
+    for key, kind in kinds.items():
+        value = param_text(params, key)
+        out[key] = parse_param(kind, value) if value not in (None, "") else None
+    return out
+
+
 def missing_params(params: dict) -> list[str]:
     """Names the report needs that a run's params lack (an empty list for a complete run)."""
     return [k for k in (*RUN_PARAMS, *CONFIG_PARAMS) if param_text(params, k) is None]

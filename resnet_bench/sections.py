@@ -177,6 +177,14 @@ class GridConfig:
         (0, 1, 2), "the repeats: each variant is trained once per seed, paired across variants"
     )
 
+    def cells(self) -> list[tuple[int, str, bool]]:
+        """(depth, shortcut, zero_init) of every variant, residual before plain, shallow before
+        deep. Zero-init applies to residual nets only: a plain net has no residual branch to
+        zero, so it appears once whatever ``zero_init`` holds."""
+        return [
+            (d, s, z) for d in self.depths for s in self.shortcuts for z in self.zero_init if not (z and s == "none")
+        ]
+
 
 @dataclass(frozen=True)
 class AnalysisConfig:

@@ -12,19 +12,17 @@ Measurement rules (the machine's speed drifts, so comparisons are interleaved):
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from .models import count_macs
+from . import schema
 from .spec import parse_model_name
-from .tracking.store import Store
 
 TRAINING_PASSES = 3  # a trained image costs its forward pass and a backward pass of about twice that
 
@@ -41,6 +39,8 @@ def evaluation_flops(macs_per_image: float, images: float) -> float:
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
     """Practical float32 peak: median rate of an n x n matmul."""
+    import tensorflow as tf
+
     a = tf.random.stateless_normal((n, n), seed=[1, 2])
     b = tf.random.stateless_normal((n, n), seed=[3, 4])
     mm = tf.function(lambda x, y: tf.matmul(x, y))
@@ -56,15 +56,16 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
 class Subject:
     """One model under test with a fixed batch, a compiled train step and an inference call."""
 
-    def __init__(self, name: str, model: keras.Model, batch_size: int, classes: int, jit: bool = False):
+    def __init__(self, name: str, model, batch_size: int, classes: int, jit: bool = False):
+        import keras
+        import tensorflow as tf
+
+        from .models import count_macs
+
         self.name, self.model = name, model
         shape = model.input_shape[1:]
         self.x = tf.random.stateless_normal((batch_size, *shape), seed=[5, 6])
         self.y = tf.constant(np.arange(batch_size) % classes)
-        if jit:  # Keras drops XLA while op determinism is on, and an earlier training may have left it on
-            from tensorflow.python.framework import config as tf_config
-
-            tf_config.disable_op_determinism()
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", jit_compile=jit)
         self.jit = bool(model.jit_compile)  # what Keras compiled
         self.macs = count_macs(model)
@@ -178,7 +179,9 @@ class SweepTiming:
         }
 
 
-def _keras_resnet50(shape, classes) -> keras.Model:
+def _keras_resnet50(shape, classes):
+    import keras
+
     return keras.applications.ResNet50(weights=None, input_shape=shape, classes=classes)
 
 
@@ -188,7 +191,32 @@ def _keras_resnet50(shape, classes) -> keras.Model:
 KERAS_BASELINE = ("keras.applications:ResNet50", _keras_resnet50)
 
 
+@contextlib.contextmanager
+def _op_determinism(enabled: bool):
+    """TensorFlow's op determinism set to ``enabled`` for a measurement, and put back as it was
+    after it. Keras drops XLA while op determinism is on, and a training earlier in the process
+    may have left it on: an XLA timing needs it off, and what runs after the timing needs it as
+    it was."""
+    from tensorflow.python.framework import config as tf_config
+
+    was = tf_config.is_op_determinism_enabled()
+    (tf_config.enable_op_determinism if enabled else tf_config.disable_op_determinism)()
+    try:
+        yield
+    finally:
+        (tf_config.enable_op_determinism if was else tf_config.disable_op_determinism)()
+
+
 def measure_models(models, image_size, batch_size, classes, baseline, windows, steps, jit=False) -> dict:
+    """Train and inference rates of ``models`` (and Keras' ResNet-50 with ``baseline="keras"``)
+    in interleaved windows, with XLA when ``jit`` (op determinism off for that while)."""
+    from tensorflow.python.framework import config as tf_config
+
+    with _op_determinism(tf_config.is_op_determinism_enabled() and not jit):
+        return _measure_models(models, image_size, batch_size, classes, baseline, windows, steps, jit)
+
+
+def _measure_models(models, image_size, batch_size, classes, baseline, windows, steps, jit) -> dict:
     shape = (image_size, image_size, 3)
     subjects = []
     for name in models:
@@ -231,10 +259,10 @@ def measure_pipeline(experiment: str, folder: str | None, batches: int = 200) ->
     out["pipeline_images_per_second"] = _pipeline_rate(arrays, cfg.train.batch_size, batches)
     if folder:
         fcfg = config.load(experiment, ['data.source="folder"'], data_path=folder)
-        t = time.perf_counter()
-        farr = data.sources.load_folder(fcfg.data)
-        decode = len(farr.x_train) + len(farr.x_test)
-        out["folder_decode_images_per_second"] = decode / (time.perf_counter() - t)
+        farr = data.load(fcfg.data)  # decoded into its store once, or opened
+        from .data.decoded import decode_rate
+
+        out["folder_decode_images_per_second"] = decode_rate(folder, fcfg.data.image_size, fcfg.data.resize)
         out["folder_pipeline_images_per_second"] = _pipeline_rate(farr, cfg.train.batch_size, batches)
     out.update(_epoch_costs(experiment, cfg, arrays))
     out["pipeline_to_training_ratio"] = out["pipeline_images_per_second"] / out["train_images_per_second"]
@@ -257,6 +285,8 @@ def _epoch_costs(experiment: str, cfg, arrays) -> dict:
     }
     periods = {m: [] for m in modes}
     rates = []
+    from .tracking.store import Store
+
     with tempfile.TemporaryDirectory() as tmp:  # removed on error too
         store = Store(f"sqlite:///{tmp}/perf.db")  # real MLflow logging, as the driver does it
         exp_id = store.experiment_id("perf")
@@ -295,10 +325,10 @@ def sweep_flops(runs) -> float:
     """
     total = 0.0
     for run in runs:
-        p = run.data.params
-        epochs, batch, macs = int(p["train.epochs"]), int(p["train.batch_size"]), int(p["macs"])
-        n_train, n_test = int(p["data_train_count"]), int(p["data_test_count"])
-        probe = min(int(p["train.grad_probe_size"]), n_train)
+        p = schema.typed_params(run.data.params)
+        epochs, batch, macs = p["train.epochs"], p["train.batch_size"], p["macs"]
+        n_train, n_test = p["data_train_count"], p["data_test_count"]
+        probe = min(p["train.grad_probe_size"], n_train)
         trained = n_train // batch * batch + probe
         total += epochs * (training_flops(macs, trained) + evaluation_flops(macs, n_test))
     return total
@@ -319,6 +349,8 @@ def default_threads_peak() -> float:
     refuses to resize them once started), otherwise in a fresh process (a ``--jobs 1`` sweep
     that sized them here before TensorFlow started). A fresh process costs TensorFlow's import,
     10 s on 2 cores."""
+    import tensorflow as tf
+
     threading = tf.config.threading
     if threading.get_intra_op_parallelism_threads() == 0 and threading.get_inter_op_parallelism_threads() == 0:
         return matmul_peak_gflops()
@@ -333,6 +365,7 @@ def measure_sweep(experiment: str, sweep, jobs="auto", overrides=()) -> dict:
     :func:`resnet_bench.driver.run_sweep`, passed in so that this library, which ``gpu-check``
     uses too, does not stand on the whole driver)."""
     from . import config
+    from .tracking.store import Store
 
     cfg = config.load(experiment, list(overrides))
     with tempfile.TemporaryDirectory() as tmp:

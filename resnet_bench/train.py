@@ -11,253 +11,22 @@ early stages differs from its residual twin's, epoch by epoch).
 from __future__ import annotations
 
 import logging
-import math
 import random
-import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from . import schema
 from .data import pipeline
-from .errors import DivergedError
+from .device import configure_threads, make_strategy, resolve_device_settings, resolve_steps_per_execution
 from .models import ModelSpec, build_model, count_macs, count_params, stage_of
+from .optim import add_l2_penalty, make_loss, make_optimizer
+from .recording import EpochRecorder, GradientProbe
 from .responses import ResponseProbe
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DeviceSettings:
-    """Settings chosen per device kind when the experiment says ``auto``."""
-
-    device: str  # "gpu" or "cpu"
-    mixed_precision: str  # "off" | "float16" | "bfloat16"
-    jit_compile: bool
-
-
-def resolve_device_settings(train_cfg) -> DeviceSettings:
-    """Fastest measured defaults per device kind (see docs/performance.md), overridable by the file.
-
-    On CPU, mixed precision gained nothing and XLA was slower (width 16) or no faster (width
-    4) after a ~20 s compile, so both stay off; on GPU mixed precision is on, and
-    XLA too when ``train.deterministic`` is false: Keras compiles without XLA while TensorFlow's
-    op determinism is on (``keras.src.trainers.trainer.model_supports_jit``), so a deterministic
-    run resolves to no XLA and says so, rather than asking for XLA and silently not getting it.
-    """
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    mp = train_cfg.mixed_precision
-    if mp == "auto":
-        mp = "float16" if gpu else "off"
-    jit = train_cfg.jit_compile
-    jit = gpu and not train_cfg.deterministic if jit == "auto" else jit == "on"
-    return DeviceSettings("gpu" if gpu else "cpu", mp, jit)
-
-
-_THREADS_WARNED: set[int] = set()
-
-
-def configure_threads(intra_op_threads: int) -> None:
-    """Size TensorFlow's intra-op pool (0 keeps its default of one thread per core).
-
-    For the small convolutions of the CIFAR-style nets at 16-32 pixels, one intra-op thread
-    (with the inter-op pool still running independent ops side by side) trained 1.2-1.4x
-    faster on a 2-core CPU; large ones gained nothing (docs/performance.md). TensorFlow fixes the
-    pool when it starts, so each process that trains calls this first (runner.prepare_process).
-    """
-    if not intra_op_threads or tf.config.threading.get_intra_op_parallelism_threads() == intra_op_threads:
-        return
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
-    except RuntimeError:
-        if intra_op_threads not in _THREADS_WARNED:  # once per process, not once per run
-            _THREADS_WARNED.add(intra_op_threads)
-            log.warning("TensorFlow already started: train.intra_op_threads=%d not applied", intra_op_threads)
-
-
-def make_strategy(name: str):
-    """``none`` -> default strategy; ``mirrored`` -> all visible GPUs (or the CPU);
-    ``multi_worker`` -> workers described by ``TF_CONFIG``."""
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def resolve_steps_per_execution(requested: int, steps_per_epoch: int) -> int:
-    """The largest divisor of ``steps_per_epoch`` not above ``requested``.
-
-    Keras runs whole calls of k steps and the training stream never ends, so a k that does not
-    divide the epoch would silently train up to k - 1 extra steps in every epoch.
-    """
-    return max(k for k in range(1, min(requested, steps_per_epoch) + 1) if steps_per_epoch % k == 0)
-
-
-@keras.saving.register_keras_serializable(package="resnet_bench")
-class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
-    """He et al.'s warm-up: ``factor`` times the rate for the first ``steps`` steps, then ``after``.
-
-    The paper trains ResNet-110 at 0.01 "until the training error is below 80% (about 400
-    iterations)" before going back to 0.1, because 0.1 was "slightly too large to start
-    converging"; a deep net whose summed residual branches make its first steps unstable is the
-    same problem at a smaller scale. A fixed step count rather than an error threshold keeps
-    every variant on the same schedule.
-    """
-
-    def __init__(self, after, steps: int, factor: float):
-        self.after, self.steps, self.factor = after, int(steps), float(factor)
-
-    def __call__(self, step):
-        lr = self.after(step) if callable(self.after) else keras.ops.convert_to_tensor(self.after, "float32")
-        return keras.ops.where(keras.ops.less(step, self.steps), lr * self.factor, lr)
-
-    def get_config(self):
-        after = keras.saving.serialize_keras_object(self.after) if callable(self.after) else self.after
-        return {"after": after, "steps": self.steps, "factor": self.factor}
-
-
-def make_optimizer(t, steps_per_epoch: int):
-    lr = t.learning_rate
-    if t.lr_schedule == "step":
-        values = [t.learning_rate * t.lr_decay**i for i in range(len(t.lr_boundaries) + 1)]
-        lr = keras.optimizers.schedules.PiecewiseConstantDecay(list(t.lr_boundaries), values)
-    elif t.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, t.epochs * steps_per_epoch)
-    if t.warmup_epochs:
-        lr = WarmUp(lr, round(t.warmup_epochs * steps_per_epoch), t.warmup_factor)
-    wd = (t.weight_decay or None) if t.weight_decay_mode == "decoupled" else None
-    if t.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=t.momentum, weight_decay=wd)
-    if t.optimizer == "adam":
-        return keras.optimizers.Adam(lr, weight_decay=wd)
-    raise ValueError(f"unknown optimizer {t.optimizer!r}")  # TrainConfig.optimizer admits only these
-
-
-def add_l2_penalty(model: keras.Model, weight_decay: float) -> int:
-    """The paper's weight decay: ``weight_decay / 2 * |w|^2`` of every conv and dense kernel
-    joins the training loss, so each kernel's gradient gains ``weight_decay * w``.
-
-    Batch-norm scales and shifts (and biases) are left out: they set the scale of a layer's
-    output, not its capacity, and decaying them pulls BN towards zero output (Goyal et al.
-    2017 leave them undecayed too). Returns how many kernels were regularised.
-    """
-    l2 = keras.regularizers.L2(weight_decay / 2)
-    n = 0
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            layer.kernel.regularizer = l2
-            n += 1
-    return n
-
-
-def make_loss(t, num_classes: int):
-    """Loss and accuracy metric for the head in use (one sigmoid unit or softmax)."""
-    if t.loss == "binary":
-        return keras.losses.BinaryCrossentropy(label_smoothing=t.label_smoothing), keras.metrics.BinaryAccuracy(
-            name="accuracy"
-        )
-    metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    if not t.label_smoothing:
-        return keras.losses.SparseCategoricalCrossentropy(), metric
-
-    def smoothed(y_true, y_pred):
-        onehot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), num_classes)
-        return keras.losses.categorical_crossentropy(onehot, y_pred, label_smoothing=t.label_smoothing)
-
-    return smoothed, metric
-
-
-class GradientProbe:
-    """Per-stage gradient L2 norms of the data loss on a fixed batch, in training mode.
-
-    Training-mode BN updates its moving statistics; the probe restores them inside the same
-    graph, so it leaves the run's numbers untouched (a test checks identical losses with and
-    without it). One compiled call and one device sync per epoch keep its cost small.
-    """
-
-    def __init__(self, model: keras.Model, loss_fn):
-        groups = defaultdict(list)
-        for i, v in enumerate(model.trainable_variables):
-            groups[stage_of(v.path)].append(i)
-        groups = dict(sorted(groups.items()))
-
-        @tf.function
-        def norms(x, y):
-            saved = [tf.identity(v.value) for v in model.non_trainable_variables]
-            with tf.GradientTape() as tape:
-                loss = loss_fn(y, model(x, training=True))
-            grads = tape.gradient(loss, model.trainable_variables)
-            for v, value in zip(model.non_trainable_variables, saved):
-                v.assign(value)
-            squares = [tf.reduce_sum(tf.square(tf.cast(g, tf.float32))) for g in grads]
-            return {
-                f"{schema.GRAD_NORM_PREFIX}{name}": tf.sqrt(tf.add_n([squares[i] for i in idx]))
-                for name, idx in groups.items()
-            }
-
-        self._norms = norms
-
-    def __call__(self, batch) -> dict[str, float]:
-        x, y = (tf.constant(a) for a in batch)
-        return {k: float(v) for k, v in self._norms(x, y).items()}
-
-
-class EpochRecorder(keras.callbacks.Callback):
-    """Collects per-epoch metrics, stops on divergence, and hands each epoch to ``on_epoch``."""
-
-    def __init__(self, batch_size: int, on_epoch, probe: GradientProbe | None, lr_of):
-        super().__init__()
-        self.batch_size = batch_size
-        self.on_epoch = on_epoch
-        self.probe = probe
-        self.lr_of = lr_of
-        self.history: list[dict] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.grad_norms = self.probe() if self.probe else {}
-        self.steps: list[float] = []
-        self.epoch_start = time.perf_counter()
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.first_step = batch
-        self.t0 = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        # With k steps per compiled call Keras calls these hooks once per call, with the first
-        # and last step of the call: each of its k steps is credited with a k-th of its time.
-        self.t1 = time.perf_counter()
-        k = batch - self.first_step + 1
-        self.steps.extend([(self.t1 - self.t0) / k] * k)
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        now = time.perf_counter()
-        steps = np.array(self.steps) * 1000
-        train_seconds = self.t1 - self.epoch_start
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": float(logs.get("loss", np.nan)),
-            "train_accuracy": float(logs.get("accuracy", np.nan)),
-            "val_loss": float(logs.get("val_loss", np.nan)),
-            "val_accuracy": float(logs.get("val_accuracy", np.nan)),
-            # training + validation; the probe and the logging hook fall outside (perf measures them)
-            "epoch_seconds": now - self.epoch_start,
-            "step_ms_median": float(np.median(steps)),
-            "step_ms_p90": float(np.percentile(steps, 90)),
-            "images_per_second": len(steps) * self.batch_size / train_seconds,
-            "learning_rate": self.lr_of(),
-            **self.grad_norms,
-        }
-        assert set(schema.EPOCH_METRICS) <= row.keys()  # the one definition of what an epoch logs
-        self.history.append(row)
-        if self.on_epoch:
-            self.on_epoch(row)
-        if not math.isfinite(row["train_loss"]):
-            raise DivergedError(f"train_loss is {row['train_loss']} at epoch {epoch + 1}")
 
 
 @dataclass
@@ -393,7 +162,7 @@ def _compile(key: BuildKey, seed: int) -> CompiledModel:
     }
     lines: list[str] = []
     model.summary(print_fn=lambda s, **_: lines.append(s), line_length=110)
-    probe = GradientProbe(model, loss_fn) if key.probes else None
+    probe = GradientProbe(model, loss_fn, stage_of) if key.probes else None
     layer_probe = ResponseProbe(model) if key.responses else None
     start = [tf.identity(v.value) for v in optimizer.variables]
     return CompiledModel(model, optimizer, loss_fn, probe, layer_probe, start, info, "\n".join(lines))

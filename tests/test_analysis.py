@@ -258,11 +258,12 @@ def test_runs_without_a_model_are_skipped_and_a_missing_or_corrupt_one_or_none_i
     assert code == 2 and err.count("\n") == 1 and "no run of 'tiny' has a stored model" in err, err
 
 
-def test_a_stopped_analysis_says_what_it_leaves(capsys):
+def test_a_stopped_analysis_says_what_it_leaves(capsys, monkeypatch):
     import signal
 
-    from resnet_bench import signals
+    from resnet_bench import driver, signals
 
+    monkeypatch.setattr(driver, "STAGE", "runs")  # a sweep's runs under way
     with signals.raising():  # _stopped ignores further stops; this test process gets its handlers back
         assert cli._stopped(signal.SIGINT, "analyse") == 130
         assert cli._stopped(signal.SIGTERM, "run") == 143

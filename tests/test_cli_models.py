@@ -6,6 +6,8 @@ import pytest
 
 from resnet_bench import cli
 
+from .test_models import ARTICLE, CIFAR, TORCHVISION  # the published counts, written once
+
 
 def test_models_json_lists_each_residual_model_then_its_plain_twin(capsys):
     args = ["models", "--image-size", "32", "--classes", "10", "--model", "resnet20", "--model", "resnet32", "--json"]
@@ -15,19 +17,19 @@ def test_models_json_lists_each_residual_model_then_its_plain_twin(capsys):
     assert [r["shortcut"] for r in rows] == ["A", "none", "A", "none"]
     for r in rows:
         assert {"name", "depth", "shortcut", "flavour", "params_total", "params_trainable", "macs"} <= set(r)
-    assert rows[0]["params_trainable"] == 269_722 == rows[1]["params_trainable"]
+    assert rows[0]["params_trainable"] == CIFAR[20] == rows[1]["params_trainable"]
 
 
 def test_models_shortcut_option_applies(capsys):
     assert cli.main(["models", "--model", "resnet18", "--shortcut", "B", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows[0]["params_trainable"] == 11_689_512 and rows[1]["shortcut"] == "none"
+    assert rows[0]["params_trainable"] == TORCHVISION[18] and rows[1]["shortcut"] == "none"
 
 
 def test_models_article_flavour_table(capsys):
     assert cli.main(["models", "--flavour", "article", "--classes", "2"]) == 0
     out = capsys.readouterr().out
-    assert "article_resnet18" in out and "11,195,265" in out and "20,807,553" in out
+    assert "article_resnet18" in out and f"{ARTICLE[18, 'B']:,}" in out and f"{ARTICLE[50, 'none']:,}" in out
 
 
 @pytest.mark.parametrize(

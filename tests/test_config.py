@@ -184,7 +184,7 @@ def test_reading_an_experiment_file_loads_no_deep_learning_framework(tiny_file):
 def test_xla_resolves_off_wherever_op_determinism_would_make_keras_drop_it(tiny_file, monkeypatch):
     import tensorflow as tf
 
-    from resnet_bench.train import resolve_device_settings
+    from resnet_bench.device import resolve_device_settings
 
     cfg = config.load(tiny_file, ["train.jit_compile='on'", "train.deterministic=false"])
     assert resolve_device_settings(cfg.train).jit_compile is True

@@ -90,7 +90,7 @@ def test_corrupt_jpeg_is_skipped_named_and_counted(tmp_path, caplog):
     good = (root / "training_set" / "cats" / "cats_0.jpg").read_bytes()
     bad = root / "training_set" / "cats" / "broken.jpg"
     bad.write_bytes(good[:200])
-    with caplog.at_level("INFO", logger="resnet_bench.data.sources"):
+    with caplog.at_level("INFO", logger="resnet_bench.data.decoded"):
         arrays = data.load(cfg(source="folder", path=str(root), max_bad_fraction=0.05))
     assert str(bad) in arrays.skipped
     assert data.describe(arrays)["skipped"] == 1
@@ -306,14 +306,14 @@ def _full_disk(*args, **kwargs):
 
 
 def test_a_full_disk_while_caching_generated_data_is_one_line_and_leaves_no_file(tmp_path, monkeypatch):
-    from resnet_bench.data import sources
+    from resnet_bench.data import generated
 
     def partial_then_full(path, **arrays):
         open(path, "wb").write(b"PK half a file")
         _full_disk()
 
     monkeypatch.setenv("RESNET_BENCH_CACHE", str(tmp_path))
-    monkeypatch.setattr(sources.np, "savez", partial_then_full)
+    monkeypatch.setattr(generated.np, "savez", partial_then_full)
     data.load.cache_clear()
     with pytest.raises(UserError) as e:
         data.load(cfg(train_size=32, test_size=8, generator_seed=12))
@@ -323,15 +323,40 @@ def test_a_full_disk_while_caching_generated_data_is_one_line_and_leaves_no_file
     assert list(tmp_path.iterdir()) == []  # nothing a later run could read as a cache
 
 
-def test_a_full_disk_for_a_memory_map_of_decoded_photos_is_one_line_before_decoding(tmp_path, monkeypatch):
-    from resnet_bench.data import sources
+def test_every_hold_out_is_drawn_by_the_one_seeded_helper(tmp_path):
+    """An array file's hold-out, ``validation_size`` and a photo tree's hold-out are each the
+    subset :func:`split.seeded_subset` draws for their salt, with the kept images in order."""
+    from resnet_bench.data import folders, split
 
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("RESNET_BENCH_CACHE", str(cache))
-    monkeypatch.setattr(sources, "IN_MEMORY_BYTES", 0)  # decode into a memory map however small
-    monkeypatch.setattr(sources.os, "posix_fallocate", _full_disk)
-    root = make_folder(tmp_path / "photos")
-    data.load.cache_clear()
-    with pytest.raises(UserError, match=r"no space left on the device while writing the decoded images"):
-        data.load(cfg(source="folder", path=str(root)))
-    assert list(cache.glob("decoded-*")) == []
+    p = tmp_path / "set.npz"
+    x = np.arange(30, dtype=np.uint8)[:, None, None, None] * np.ones((1, 16, 16, 3), np.uint8)  # image i is all i
+    np.savez(p, x=x, y=np.arange(30) % 3)
+    arrays = data.load(cfg(source="arrays", path=str(p), x_key="x", y_key="y", holdout_fraction=0.2, generator_seed=5))
+    keep, held = split.holdout(30, 6, 5, "holdout")
+    assert arrays.x_test[:, 0, 0, 0].tolist() == held.tolist() and arrays.x_train[:, 0, 0, 0].tolist() == keep.tolist()
+    val = data.load(cfg(source="arrays", path=str(p), x_key="x", y_key="y", holdout_fraction=0.2, generator_seed=5,
+                        validation_size=4))  # fmt: skip
+    keep2, held2 = split.holdout(24, 4, 5, "validation")
+    assert val.x_test[:, 0, 0, 0].tolist() == keep[held2].tolist()
+    assert val.x_train[:, 0, 0, 0].tolist() == keep[keep2].tolist()
+    root = make_folder(tmp_path / "flat", n_train=8, n_test=2, layout="flat")
+    photos = data.load(cfg(source="folder", path=str(root), holdout_fraction=0.2, generator_seed=5))
+    files = sorted((root / "cats").iterdir())
+    chosen = split.seeded_subset(len(files), 2, 5, "holdout:cats")
+    first_cat = folders.decode_image(files[chosen[0]], 16, "crop")
+    assert np.array_equal(photos.x_test[0], first_cat)  # the first held-out cat is the helper's first pick
+
+
+def test_the_report_counts_the_grid_as_the_config_expands_it():
+    """The runs a report expects are the config's own variants x seeds (``GridConfig.cells``):
+    zero-init twins of the residual nets only."""
+    import pandas as pd
+
+    from resnet_bench import config
+    from resnet_bench.report import _expected_runs
+
+    grid = ["grid.zero_init=[false, true]", "grid.shortcuts=['A', 'none']", "grid.seeds=[0, 1, 2]"]
+    cfg = config.load("experiments/shortcut_ablation.toml", grid)
+    flat = config.flatten(cfg)
+    first = pd.DataFrame([{**{k: flat[k] for k in flat if k.startswith("grid.")}, "start_time": 0}])
+    assert _expected_runs(first) == len(cfg.variants()) * 3 == 2 * 3 * 3

@@ -18,6 +18,7 @@ from resnet_bench import cli, data, inputs
 from resnet_bench.commands import report as report_command
 from resnet_bench.config import DataConfig
 from resnet_bench.errors import UserError
+from resnet_bench.tracking import uris
 
 from .conftest import TINY
 from .helpers import all_runs
@@ -165,13 +166,13 @@ def test_bad_tracking_uris(tmp_path, monkeypatch, uri, needle):
     (tmp_path / "notes.txt").write_text("x")
     uri = uri.format(tmp=tmp_path)
     with pytest.raises(UserError, match=f"--tracking-uri {uri}: .*{needle}"):
-        inputs.tracking_uri(uri)
+        uris.tracking_uri(uri)
 
 
 def test_unwritable_store_folder_and_output(tmp_path, monkeypatch):
     monkeypatch.setattr(inputs.os, "access", lambda path, mode: False)  # as a non-root user sees chmod 555
     with pytest.raises(UserError, match=r"permission denied \(.* is not writable\)"):
-        inputs.tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+        uris.tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     with pytest.raises(UserError, match=r"--out .*r\.md: permission denied"):
         inputs.output_path(tmp_path / "r.md", "--out")
     with pytest.raises(UserError, match="data path .*: permission denied"):
@@ -180,16 +181,16 @@ def test_unwritable_store_folder_and_output(tmp_path, monkeypatch):
 
 def test_report_does_not_create_a_store_from_a_typo(tmp_path):
     uri = f"sqlite:///{tmp_path}/typo.db"
-    assert inputs.tracking_uri(uri) == uri  # a run may create it
+    assert uris.tracking_uri(uri) == uri  # a run may create it
     with pytest.raises(UserError, match="no store there"):
-        inputs.tracking_uri(uri, must_exist=True)
+        uris.tracking_uri(uri, must_exist=True)
     assert not (tmp_path / "typo.db").exists()
 
 
 def test_environment_uri_is_named_as_such(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "ftp://host/store")
     with pytest.raises(UserError, match=r"^\$MLFLOW_TRACKING_URI ftp://host/store: unsupported scheme"):
-        inputs.tracking_uri(None)
+        uris.tracking_uri(None)
 
 
 def test_server_refusing_and_server_not_answering(monkeypatch):
@@ -197,13 +198,13 @@ def test_server_refusing_and_server_not_answering(monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(UserError, match="tracking server unreachable .*refused"):
-        inputs.tracking_uri(f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(inputs, "SERVER_TIMEOUT_S", 0.5)
+        uris.tracking_uri(f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(uris, "SERVER_TIMEOUT_S", 0.5)
     with socket.socket() as s:  # listens but never answers
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         with pytest.raises(UserError, match=r"tracking server unreachable \(no answer within 0.5 s\)"):
-            inputs.tracking_uri(f"http://127.0.0.1:{s.getsockname()[1]}")
+            uris.tracking_uri(f"http://127.0.0.1:{s.getsockname()[1]}")
 
 
 def test_mlflow_refusing_a_store_is_one_line(tmp_path):

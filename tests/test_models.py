@@ -165,7 +165,11 @@ def test_counts_and_stage_groups():
     # non-trainable weights are exactly the BN moving mean and variance: 2 per BN channel
     bn_channels = sum(layer.gamma.shape[0] for layer in model.layers if isinstance(layer, BatchNorm))
     assert counts["params_non_trainable"] == 2 * bn_channels
-    assert count_macs(model) > 0
+    # by hand, per image at 16 px (width 16, option A: no shortcut convs): stem 3->16 at 16x16,
+    # stage1 two 16->16 at 16x16, stage2 16->32 (stride 2) and 32->32 at 8x8, stage3 32->64 and
+    # 64->64 at 4x4, each 9 MACs per output per input channel; the head 64 x 3
+    convs = 256 * 9 * (3 * 16 + 2 * 16 * 16) + 64 * 9 * (16 * 32 + 32 * 32) + 16 * 9 * (32 * 64 + 64 * 64)
+    assert count_macs(model) == convs + 64 * 3 == 3_059_904
     groups = {stage_of(v.path) for v in model.trainable_variables}
     assert groups == {"stem", "stage1", "stage2", "stage3", "head"}
 
@@ -196,3 +200,23 @@ def test_parse_model_name():
     assert parse_model_name("article_resnet18").flavour == "article"
     with pytest.raises(ValueError):
         parse_model_name("vgg16")
+
+
+def test_fused_batch_norm_matches_keras_layer_and_keeps_the_unbiased_variance():
+    """The fused layer against Keras' own on one batch: the same output in training and in
+    inference mode, and moving statistics that differ only by Bessel's factor n / (n - 1) on
+    the variance (the fused op's unbiased batch variance; Keras 3 keeps the biased one)."""
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=(4, 5, 5, 6)).astype(np.float32)
+    ours, ref = BatchNorm(momentum=0.5), keras.layers.BatchNormalization(momentum=0.5)
+    for layer in (ours, ref):
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 1.5, 6))
+        layer.beta.assign(np.linspace(-1, 1, 6))
+    np.testing.assert_allclose(ours(x, training=True), ref(x, training=True), rtol=1e-4, atol=1e-4)
+    n = x.size // x.shape[-1]  # values per channel
+    np.testing.assert_allclose(ours.moving_mean, ref.moving_mean, rtol=1e-5, atol=1e-6)
+    batch_var = x.reshape(-1, 6).var(axis=0)  # biased, by numpy
+    np.testing.assert_allclose(ref.moving_variance, 0.5 + 0.5 * batch_var, rtol=1e-4)
+    np.testing.assert_allclose(ours.moving_variance, 0.5 + 0.5 * batch_var * n / (n - 1), rtol=1e-4)
+    ref.moving_variance.assign(ours.moving_variance)  # same statistics: the same inference output
+    np.testing.assert_allclose(ours(x, training=False), ref(x, training=False), rtol=1e-4, atol=1e-4)

@@ -9,11 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from resnet_bench import cli
+from resnet_bench import cli, schema
 
 from .helpers import TRAIN_LOSS, all_runs, store_uri
-
-pytestmark = pytest.mark.slow
 
 SECTIONS = [
     "# Report: tiny",
@@ -37,6 +35,7 @@ def reported(tiny_sweep):
     return tmp, uri, out
 
 
+@pytest.mark.slow
 def test_report_has_every_section_and_its_figures(reported):
     tmp, uri, out = reported
     text = out.read_text()
@@ -46,10 +45,13 @@ def test_report_has_every_section_and_its_figures(reported):
         png = out.parent / "figures" / "tiny" / f"{name}.png"
         assert png.is_file() and png.stat().st_size > 1000
         assert f"](figures/tiny/{name}.png)" in text
-    for claim in ("Degradation: ", "Shortcut effect: ", "Residual depth: ", "Degradation (validation): ",
-                  "Shortcut effect (validation): ", "Residual depth (validation): "):  # fmt: skip
-        line = next(ln for ln in text.splitlines() if ln.startswith(f"- {claim}"))
-        assert _word(line) == _expected_word(line), line
+    val_acc = schema.stored_key("val_accuracy")
+    finals = {metric: _finals(uri, metric) for metric in (TRAIN_LOSS, val_acc)}
+    for claim, (a, b, sign) in FIG6_CLAIMS.items():
+        for metric, suffix, claimed in ((TRAIN_LOSS, "", sign), (val_acc, " (validation)", -sign)):
+            line = next(ln for ln in text.splitlines() if ln.startswith(f"- {claim}{suffix}: "))
+            diffs = [finals[metric][a, s] - finals[metric][b, s] for s in (0, 1)]
+            assert _word(line) == _expected_word(diffs, claimed), line
     assert "n = 2" in text
     assert (tmp / "t.csv").read_text().count("\n") > 16
 
@@ -67,6 +69,7 @@ def stats_of(report) -> dict:
     return verdicts.read_records(report.with_suffix(".json").read_text(), str(report))
 
 
+@pytest.mark.slow
 def test_the_report_leads_with_the_three_claims_as_its_verdicts_decide_them(reported):
     _, _, out = reported
     text = out.read_text()
@@ -83,38 +86,45 @@ def _word(line: str) -> str:
     return VERDICT.match(line)["word"]
 
 
-def _expected_word(line: str) -> str:
-    """The verdict the printed numbers call for, by the rule the report states."""
-    m = VERDICT.match(line)
-    mean, low, high, p = (float(m[k]) for k in ("mean", "low", "high", "p"))
-    significant = p < 0.05 and (low > 0 or high < 0)
-    if not significant:
+# He et al.'s Fig. 6 claims on the tiny sweep: (a, b, the claimed sign of a - b in training loss)
+FIG6_CLAIMS = {"Degradation": ("plain14", "plain8", +1), "Shortcut effect": ("plain14", "resnet14", +1),
+               "Residual depth": ("resnet14", "resnet8", -1)}  # fmt: skip
+
+
+def _expected_word(diffs: list[float], claimed: int) -> str:
+    """The verdict docs/methods.md's rule gives the paired differences ``diffs``, by scipy's
+    one-sample t-test and its 95% interval: not the report's code, nor its rounded numbers."""
+    test = stats.ttest_1samp(diffs, 0.0)
+    ci = test.confidence_interval(0.95)
+    if not (test.pvalue < 0.05 and (ci.low > 0 or ci.high < 0)):
         return "inconclusive"
-    return "reproduced" if (mean > 0) == (m["sign"] == ">") else "not reproduced"
+    return "reproduced" if (sum(diffs) > 0) == (claimed > 0) else "not reproduced"
 
 
-def _final_losses(uri: str) -> dict[tuple[str, int], float]:
-    """(model, seed) -> last logged training loss, read from MLflow, not from the report."""
+def _finals(uri: str, metric: str) -> dict[tuple[str, int], float]:
+    """(model, seed) -> last logged value of ``metric``, read from MLflow, not from the report."""
     client = MlflowClient(tracking_uri=uri)
     final = {}
     for run in all_runs(uri, "tiny"):
-        hist = sorted(client.get_metric_history(run.info.run_id, TRAIN_LOSS), key=lambda m: m.step)
+        hist = sorted(client.get_metric_history(run.info.run_id, metric), key=lambda m: m.step)
         final[run.data.params["model"], int(run.data.params["seed"])] = hist[-1].value
     return final
 
 
+@pytest.mark.slow
 def test_the_degradation_verdict_is_the_paired_difference_recomputed_from_mlflow(reported):
     tmp, uri, out = reported
-    final = _final_losses(uri)
+    final = _finals(uri, TRAIN_LOSS)
     diffs = [final["plain14", s] - final["plain8", s] for s in (0, 1)]
     line = next(ln for ln in out.read_text().splitlines() if ln.startswith("- Degradation: "))
     m = VERDICT.match(line)
     assert float(m["mean"]) == pytest.approx(sum(diffs) / 2, abs=5e-4)
     expected_p = stats.ttest_1samp(diffs, 0.0).pvalue
     assert float(m["p"]) == pytest.approx(expected_p, rel=0.01)
-    assert _word(line) == _expected_word(line)
+    assert _word(line) == _expected_word(diffs, +1)
 
 
+@pytest.mark.slow
 def test_report_is_logged_as_a_run_the_report_itself_ignores(reported):
     tmp, uri, out = reported
     client = MlflowClient(tracking_uri=uri)
@@ -129,10 +139,11 @@ def test_report_is_logged_as_a_run_the_report_itself_ignores(reported):
     assert open(logged).read() == out.read_text()
 
 
+@pytest.mark.slow
 def test_summary_numbers_equal_those_recomputed_from_mlflow(reported):
     tmp, uri, out = reported
     finals = {}
-    for (model, _), loss in sorted(_final_losses(uri).items()):
+    for (model, _), loss in sorted(_finals(uri, TRAIN_LOSS).items()):
         finals.setdefault(model, []).append(loss)
     summary = out.read_text().split("## Summary")[1].split("## Shortcut effect")[0]
     rows = {ln.split("|")[1].strip(): ln for ln in summary.splitlines() if ln.startswith("| ")}
@@ -143,6 +154,7 @@ def test_summary_numbers_equal_those_recomputed_from_mlflow(reported):
         assert expected in rows[model], (model, expected, rows[model])
 
 
+@pytest.mark.slow
 def test_regenerating_gives_identical_bytes(reported):
     tmp, uri, out = reported
     first = {p: p.read_bytes() for p in out.parent.rglob("*") if p.is_file()}
@@ -151,6 +163,7 @@ def test_regenerating_gives_identical_bytes(reported):
     assert first == second
 
 
+@pytest.mark.slow
 def test_report_does_not_import_tensorflow(reported):
     tmp, uri, out = reported
     code = (
@@ -169,6 +182,7 @@ def test_no_runs_is_one_line_exit_2(tmp_path, capsys):
     assert "nothing_here" in err and "db.sqlite" in err and "\n" not in err
 
 
+@pytest.mark.slow
 def test_single_seed_report_says_statistics_not_available(tiny_sweep, tmp_path):
     _, _, uri = tiny_sweep
     out = tmp_path / "r.md"
@@ -177,6 +191,7 @@ def test_single_seed_report_says_statistics_not_available(tiny_sweep, tmp_path):
     assert "Statistics are not available" in text and "4 finished runs used (1 seeds: 0)" in text
 
 
+@pytest.mark.slow
 def test_layer_response_table_equals_the_logged_layer_profiles(reported):
     """Each run logs its response std per 3x3 layer and ratio per residual block as two
     profile metrics (step = position in the net) and a table naming the layers, so a run's
@@ -260,6 +275,7 @@ def test_epoch_metrics_are_read_under_their_stored_keys_and_under_the_earlier_na
         assert [got[k] for k in row] == [1, 0.5, 0.75, 0.125, 2.0], rid
 
 
+@pytest.mark.slow
 def test_against_a_written_report_says_claim_by_claim_whether_the_runs_agree(reported, capsys):
     tmp, uri, out = reported
     written = out.read_text()
@@ -291,6 +307,7 @@ def test_against_a_written_report_says_claim_by_claim_whether_the_runs_agree(rep
     assert out_lines[-1] == f"verdicts differ on 1 of {len(claims)} claims: Shortcut effect"
 
 
+@pytest.mark.slow
 def test_against_a_missing_report_is_one_line_exit_2(reported, capsys):
     tmp, uri, _ = reported
     args = ["report", "tiny", "--tracking-uri", uri, "--out", str(tmp / "x.md"), "--against", str(tmp / "nope.md")]
@@ -299,6 +316,7 @@ def test_against_a_missing_report_is_one_line_exit_2(reported, capsys):
     assert "nope.md" in err and "--against" in err and "\n" not in err
 
 
+@pytest.mark.slow
 def test_ui_prints_the_address_of_the_experiments_runs(reported, capsys):
     from resnet_bench.tracking import Store
 

@@ -27,7 +27,11 @@ def test_history_has_every_metric_per_epoch(tiny_file):
     for row in result.history:
         for key in (*EPOCH_METRICS, "grad_norm/stage1", "grad_norm/head"):
             assert np.isfinite(row[key]), key
-    assert result.model_info["params_total"] > 0 and result.model_info["macs"] > 0
+    from resnet_bench.models import build_model, count_macs, count_params
+
+    built = build_model(config.load(tiny_file).variants()[0], (16, 16, 3), 3)
+    assert result.model_info["params_total"] == count_params(built)["params_total"]
+    assert result.model_info["macs"] == count_macs(built)
 
 
 def test_probes_and_layer_responses_change_no_number(tiny_file):
@@ -83,7 +87,7 @@ def test_l2_weight_decay_adds_wd_times_w_to_every_kernel_gradient_and_nothing_el
     import tensorflow as tf
 
     from resnet_bench.models import ModelSpec, build_model
-    from resnet_bench.train import add_l2_penalty
+    from resnet_bench.optim import add_l2_penalty
 
     keras.utils.set_random_seed(0)
     model = build_model(ModelSpec(8, "A", width=4), (16, 16, 3), 3)
@@ -106,7 +110,7 @@ def test_l2_weight_decay_adds_wd_times_w_to_every_kernel_gradient_and_nothing_el
 
 
 def test_l2_mode_trains_and_decoupled_mode_keeps_the_optimizer_decay(tiny_file):
-    from resnet_bench.train import make_optimizer
+    from resnet_bench.optim import make_optimizer
 
     l2 = _run(tiny_file, ["train.optimizer='sgd'", "train.weight_decay=0.001", "train.weight_decay_mode='l2'"])
     assert np.isfinite(losses(l2)).all()
@@ -126,13 +130,14 @@ def test_steps_per_execution_changes_no_number_and_divides_the_epoch(tiny_file):
     assert four.model_info["steps_per_execution_resolved"] == four.model.steps_per_execution == 3
     assert losses(one) == losses(four)
     assert [r["val_loss"] for r in one.history] == [r["val_loss"] for r in four.history]
-    assert all(np.isfinite(r["step_ms_median"]) and r["step_ms_median"] > 0 for r in four.history)
+    for r in four.history:  # at least half of the epoch's 6 steps take the median or longer
+        assert 0 < 6 / 2 * r["step_ms_median"] <= 1000 * r["epoch_seconds"]
 
 
 @pytest.mark.parametrize("schedule", ["constant", "step"])
 def test_warm_up_lowers_the_rate_for_its_steps_then_hands_over_to_the_schedule(tiny_file, schedule):
     """He et al.'s warm-up: lr x factor for warmup_epochs x steps_per_epoch steps, then the schedule."""
-    from resnet_bench.train import make_optimizer
+    from resnet_bench.optim import make_optimizer
 
     cfg = config.load(
         tiny_file,

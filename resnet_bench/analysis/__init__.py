@@ -43,6 +43,7 @@ class Settings:
     sharpness_alpha: float = 0.2  # sharpness: mean loss rise at |alpha| = this
     contour_points: int = 0  # a 2-D contour of points x points (0: none)
     hessian_images: int = 64  # the fixed batch of the curvature (the first training images)
+    bn_images: int = 128  # at init: the BN statistics of the first this many training images
     tolerance: float = 1e-3  # power iteration: relative change of the estimate at which it stops
     max_iterations: int = 100
     chance_margin: float = 0.05  # lesions: a net less than this above chance has no relative drop
@@ -70,9 +71,10 @@ def finished_runs(store, cfg) -> list:
 class Bench:
     """One variant's lesionable net and the compiled functions every measurement calls: the
     validation accuracy, the training loss on the fixed subset with the kernels moved along a
-    direction (a :class:`~.landscape.Surface`), and Hessian-vector products on the fixed batch. Built once per variant and process, so each function is traced once per
-    variant, not once per run: the three traces cost 4-5 s of CPU for a resnet56 (docs/designs.md).
-    The fixed batch of the curvature is the first ``hessian_images`` of the loss's subset."""
+    direction (a :class:`~.landscape.Surface`), and Hessian-vector products on the fixed batch.
+    Built once per variant and process, so each function is traced once per variant, not once
+    per run: the traces cost about 6 s of CPU for a resnet56, most of it the Hessian-vector
+    product's (docs/designs.md). Every subset is the first images of its split, so they nest."""
 
     def __init__(self, spec, shape: tuple, classes: int, binary: bool, inputs: dict, settings: Settings):
         from ..models import build_model
@@ -83,18 +85,21 @@ class Bench:
         self.accuracy = lesions.accuracy_fn(self.model, *inputs["val"], settings.lesion_images)
         self.surface = landscape.Surface(self.model, landscape.loss_fn(self.model, *inputs["fit"]))
         self.hvp, self.size = curvature.hessian_vector_product(self.model, *inputs["hessian"])
-        self.fit_x = inputs["fit"][0]
+        self.bn_x = inputs["bn"]
 
 
 def inputs_of(arrays, metadata: dict, settings: Settings) -> dict:
     """The images every measurement reads, normalised as the stored net's inputs were."""
     from .. import trained
 
-    n, k = settings.landscape_images, settings.hessian_images
-    x_fit = trained.normalise(arrays.x_train[:n], metadata)
-    v = settings.lesion_images
-    return {"val": (trained.normalise(arrays.x_test[:v], metadata), arrays.y_test[:v]),
-            "fit": (x_fit, arrays.y_train[:n]), "hessian": (x_fit[:k], arrays.y_train[:k])}  # fmt: skip
+    def first(x, y, n: int):
+        return trained.normalise(x[:n], metadata), y[:n]
+
+    s = settings
+    return {"val": first(arrays.x_test, arrays.y_test, s.lesion_images),
+            "fit": first(arrays.x_train, arrays.y_train, s.landscape_images),
+            "hessian": first(arrays.x_train, arrays.y_train, s.hessian_images),
+            "bn": first(arrays.x_train, arrays.y_train, s.bn_images)[0]}  # fmt: skip
 
 
 def measure(bench: Bench, net, seed: int, settings: Settings, contour: bool) -> dict:
@@ -109,7 +114,7 @@ def measure(bench: Bench, net, seed: int, settings: Settings, contour: bool) -> 
     for when in ("final", "init"):
         if when == "init":
             lesions.load_weights(bench.model, start)
-            landscape.set_bn_statistics(bench.model, bench.fit_x)
+            landscape.set_bn_statistics(bench.model, bench.bn_x)
         lines = landscape.lines(bench.surface, seed, settings.directions, settings.points)
         part = {"alpha": landscape.alphas(settings.points).tolist(), "loss": lines,
                 "sharpness": landscape.sharpness(lines, settings.sharpness_alpha)}  # fmt: skip
@@ -186,7 +191,8 @@ def analyse(cfg, uri: str, *, settings: Settings = Settings(), force: bool = Fal
 
 def _summary(h: dict) -> str:
     return (f"lesion drop {h['lesion/mean_drop']:.3f}, sharpness {h['sharpness/init']:.3g} -> "
-            f"{h['sharpness/final']:.3g}, curvature {h['curvature/init']:.3g} -> {h['curvature/final']:.3g}")  # fmt: skip
+            f"{h['sharpness/final']:.3g}, curvature {h['curvature/init']:.3g} -> "
+            f"{h['curvature/final']:.3g}")  # fmt: skip
 
 
 def settings_of(cfg) -> Settings:
@@ -222,7 +228,7 @@ def lanes(tasks: list, jobs: int) -> list[list]:
 def _results(tasks: list, jobs: int):
     """(task, headline, seconds) of each task as it ends: here for one job, else in one worker
     process per lane of :func:`lanes` (spawned: TensorFlow does not survive a fork)."""
-    from ..runner import prepare_process
+    from ..device import prepare_process
 
     if jobs <= 1 or len(tasks) <= 1:
         if tasks:
@@ -261,6 +267,17 @@ def measure_run(cfg, uri: str, settings: Settings, spec, seed: int, run_id: str,
     t0 = time.perf_counter()
     net, metadata = load_net(uri, run_id, f"{spec.name} seed {seed} (run {run_id})")
     return measure_net(cfg, uri, settings, spec, seed, run_id, contour, net, metadata, t0)
+
+
+@dataclass(frozen=True)
+class AfterTraining:
+    """What ``run --analyse`` hands its sweep's task (:class:`resnet_bench.runner.Training`):
+    called with each run that finishes, in the process that trained it."""
+
+    settings: Settings
+
+    def __call__(self, ctx, spec, seed: int, run_id: str, net, normalisation, name: str) -> None:
+        after_training(ctx, self.settings, spec, seed, run_id, net, normalisation, name)
 
 
 def after_training(ctx, settings: Settings, spec, seed: int, run_id: str, net, normalisation, name: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import inputs
+from ..tracking.uris import tracking_uri
 
 NAME = "analyse"
 LOADS_TENSORFLOW = False  # loaded once the experiment and the store are checked
@@ -28,7 +29,7 @@ def main(args) -> int:
     from .. import analysis, config
 
     cfg = config.load(args.experiment, args.set, args.data)
-    uri = inputs.tracking_uri(args.tracking_uri, must_exist=True)
+    uri = tracking_uri(args.tracking_uri, must_exist=True)
     config.check_data_path(cfg)
     from ..pools import resolve_jobs
 

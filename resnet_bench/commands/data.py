@@ -1,4 +1,5 @@
-"""``resnet-bench data describe|preview``: what a data source holds, as training would see it."""
+"""``resnet-bench data describe|preview|clear-cache``: what a data source holds, as training
+would see it, and the data cache (decoded photo folders, generated sets) removed."""
 
 from __future__ import annotations
 
@@ -22,12 +23,32 @@ def add_parser(sub) -> None:
             x.add_argument("--json", action="store_true")
         else:
             x.add_argument("--out", required=True, help="PNG file")
+    dsub.add_parser(
+        "clear-cache", help="remove the data cache: decoded photo folders and generated sets (made again when needed)"
+    )
     d.set_defaults(command_main=main)
+
+
+def clear_cache() -> int:
+    """Remove everything in the data cache folder; what a later run needs is made again."""
+    import shutil
+
+    from ..data.cache import cache_dir
+
+    folder = cache_dir()
+    entries = sorted(folder.iterdir())
+    size = sum(f.stat().st_size for e in entries for f in ([e] if e.is_file() else e.rglob("*")) if f.is_file())
+    for e in entries:
+        shutil.rmtree(e) if e.is_dir() and not e.is_symlink() else e.unlink()
+    print(f"removed {len(entries)} item(s), {size / 1e6:,.1f} MB, from the data cache {folder}")
+    return 0
 
 
 def main(args) -> int:
     from .. import config
 
+    if args.data_command == "clear-cache":
+        return clear_cache()
     raw = {
         "name": "data",
         "data": {
@@ -52,9 +73,11 @@ def main(args) -> int:
         return 0
     info = data.describe(arrays)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps({**info, "store": arrays.store}, indent=2))
         return 0
     print(f"source {info['source']}  image size {info['image_size']}  hash {info['hash']}")
+    if arrays.store:
+        print(f"decoded store {arrays.store} (resnet-bench data clear-cache removes the data cache)")
     note = data.files_note(arrays)
     if note:
         print(note)

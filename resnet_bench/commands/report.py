@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import inputs
 from ..errors import UserError
+from ..tracking.uris import tracking_uri
 
 NAME = "report"
 LOADS_TENSORFLOW = False  # never: a report reads the store only
@@ -35,20 +36,13 @@ def add_parser(sub) -> None:
     rep.set_defaults(command_main=main)
 
 
-def _address(uri: str, experiment: str) -> str:
-    from ..tracking import runs_address
-    from ..tracking.store import Store
-
-    return runs_address(Store(uri).experiment_id(experiment, create=False))
-
-
 def main(args) -> int:
     from ..report import log_report_run, records_path, write_report
 
     experiment = args.experiment
     if experiment.endswith(".toml"):
         experiment = Path(experiment).stem
-    uri = inputs.tracking_uri(args.tracking_uri, must_exist=True)
+    uri = tracking_uri(args.tracking_uri, must_exist=True)
     out = inputs.output_path(args.out or f"reports/{experiment}.md", "--out")
     for flag in ("csv", "parquet"):
         if getattr(args, flag):
@@ -86,7 +80,7 @@ def main(args) -> int:
         print(
             "no run of this report has been analysed: resnet-bench analyse EXPERIMENT_FILE measures their stored nets"
         )
-    print(f"browse the runs: make ui (or resnet-bench ui {experiment}), then {_address(uri, experiment)}")
+    print(f"browse the runs: make ui (or resnet-bench ui {experiment}, which prints their address)")
     if written is None:
         if missing:
             print(f"nothing to compare against: {missing}")

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from .. import inputs
+from ..tracking.uris import tracking_uri
 
 NAME = "run"
 LOADS_TENSORFLOW = False  # only where runs train (the pool sees to it), after the input is checked
-STOPPED = "the current run is marked KILLED"  # what an interrupt leaves (the CLI's one line)
+
+
+def STOPPED() -> str:  # noqa: N802  (what an interrupt leaves: the CLI's one line, as every command's STOPPED)
+    from .. import driver
+
+    return {
+        "runs": "the current run is marked KILLED",
+        "data": "stopped while reading the data set, before any run started (a decode in progress left nothing)",
+        "analysis": "every run trained is kept; the runs measured so far keep their results",
+    }.get(driver.STAGE, "stopped before any run started; nothing was written")
 
 
 def add_parser(sub) -> None:
@@ -20,7 +30,9 @@ def add_parser(sub) -> None:
     r.add_argument("--force", action="store_true", help="train again even runs that already finished")
     r.add_argument("--dry-run", action="store_true", help="print the planned runs and exit")
     r.add_argument(
-        "--analyse", action="store_true", help="measure each net as it finishes (as `resnet-bench analyse`), then any finished earlier"
+        "--analyse",
+        action="store_true",
+        help="measure each net as it finishes (as `resnet-bench analyse`), then any finished earlier",
     )
     r.add_argument(
         "--jobs",
@@ -40,7 +52,7 @@ def main(args) -> int:
     from ..pools import PoolOptions
 
     cfg = config.load(args.experiment, args.set, args.data)
-    uri = inputs.tracking_uri(args.tracking_uri)
+    uri = tracking_uri(args.tracking_uri)
     if not args.dry_run:
         config.check_data_path(cfg)
     # No TensorFlow here: the pool loads it, quietly, in the processes that train (this one
@@ -49,15 +61,17 @@ def main(args) -> int:
     pools = PoolOptions(args.executor, args.jobs, args.address, args.gpus_per_run, args.cpus_per_run)
     analysis = None
     if args.analyse:
-        from ..analysis import settings_of
+        from ..analysis import AfterTraining, settings_of
 
-        analysis = settings_of(cfg)
+        analysis = AfterTraining(settings_of(cfg))
     rc = driver.run_sweep(
         cfg, uri, seeds=args.seeds, models=models, force=args.force, dry_run=args.dry_run, pools=pools,
         analysis=analysis,
     )  # fmt: skip
     if args.analyse and not args.dry_run:  # what the sweep did not measure: runs finished before it
         from ..analysis import analyse_experiment
+
+        driver.set_stage("analysis")
         from ..pools import resolve_jobs
 
         analyse_experiment(cfg, uri, resolve_jobs(args.jobs, cfg.train.intra_op_threads))

@@ -6,6 +6,7 @@ import os
 import sys
 
 from .. import inputs
+from ..tracking.uris import tracking_uri
 
 NAME = "ui"
 LOADS_TENSORFLOW = False
@@ -28,13 +29,21 @@ def add_parser(sub) -> None:
     ui.set_defaults(command_main=main)
 
 
+def runs_address(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI address of an experiment's runs in the model-training view.
+
+    MLflow 3 can open an experiment on its GenAI overview instead (a choice it remembers per
+    browser); ``workflowType=machine_learning`` always lands on the runs table.
+    """
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
 def main(args) -> int:
     from ..errors import UserError
-    from ..tracking import runs_address
     from ..tracking.store import Store
 
     experiment = os.path.splitext(os.path.basename(args.experiment))[0]
-    uri = inputs.tracking_uri(args.tracking_uri, must_exist=True)
+    uri = tracking_uri(args.tracking_uri, must_exist=True)
     exp_id = Store(uri).experiment_id(experiment, create=False)
     if exp_id is None:
         raise UserError(f"no experiment {experiment!r} in the tracking store {uri}; run it first (make bench)")

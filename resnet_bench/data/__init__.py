@@ -7,12 +7,23 @@ logs :func:`describe` with every run. Nothing here knows about models or trackin
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
-from .arrays import Arrays
+from .arrays import Arrays, digest
+from .split import holdout
+
+# Each source's loader: (module of this package, function), imported when used.
+LOADERS = {"synthetic": ("generated", "load_synthetic"), "folder": ("folders", "load_folder"),
+           "cifar10": ("cifar", "load_cifar10"), "arrays": ("files", "load_arrays")}  # fmt: skip
+
+
+def _loader(source: str):
+    import importlib
+
+    module, function = LOADERS[source]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)
 
 
 def __getattr__(name: str):
@@ -23,10 +34,6 @@ def __getattr__(name: str):
         from . import pipeline
 
         return getattr(pipeline, name)
-    if name == "sources":
-        import importlib
-
-        return importlib.import_module(f"{__name__}.sources")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -50,17 +57,14 @@ def load(cfg) -> Arrays:
     Photo folders are therefore decoded once per process, not once per run or epoch. A
     ``validation_size`` > 0 replaces the test split by a seeded hold-out of the training split.
     """
-    from .sources import LOADERS
-
-    arrays = LOADERS[cfg.source](cfg)
+    arrays = _loader(cfg.source)(cfg)
     if cfg.validation_size:
         n = len(arrays.x_train)
         if cfg.validation_size >= n:
             from ..errors import UserError
 
             raise UserError(f"data.validation_size {cfg.validation_size} is not below the {n} training images")
-        order = np.random.Generator(np.random.PCG64(cfg.generator_seed)).permutation(n)
-        val, train = order[: cfg.validation_size], np.sort(order[cfg.validation_size :])
+        train, val = holdout(n, cfg.validation_size, cfg.generator_seed, "validation")
         arrays = Arrays(
             arrays.x_train[train],
             arrays.y_train[train],
@@ -99,12 +103,9 @@ def files_note(arrays: Arrays) -> str | None:
 
 
 def content_hash(arrays: Arrays) -> str:
-    """SHA-256 (16 hex digits) of the decoded arrays: equal hashes mean equal pixels and labels."""
-    h = hashlib.sha256()
-    for a in (arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test):
-        h.update(str(a.shape).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
+    """SHA-256 (16 hex digits) of the decoded arrays: equal hashes mean equal pixels and labels
+    (the source's own when it computed it once: a decoded store)."""
+    return arrays.digest or digest((arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test))
 
 
 @functools.lru_cache(maxsize=4)

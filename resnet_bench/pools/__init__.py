@@ -69,8 +69,9 @@ def resolve_jobs(jobs, intra_op_threads: int, runs: int = 1 << 30) -> int:
     return auto_jobs(intra_op_threads, runs) if jobs == "auto" else jobs
 
 
-def make_pool(ctx: SweepContext, options: PoolOptions, runs: int) -> Pool:
-    """The pool for ``options``, for a sweep of ``runs`` pending runs."""
+def make_pool(ctx: SweepContext, options: PoolOptions, runs: int, store) -> Pool:
+    """The pool for ``options``, for a sweep of ``runs`` pending runs on ``store`` (the
+    sweep's :class:`~resnet_bench.tracking.Store`: local workers' dead runs are settled there)."""
     if options.executor == "ray":
         from .ray import RayPool
 
@@ -84,4 +85,4 @@ def make_pool(ctx: SweepContext, options: PoolOptions, runs: int) -> Pool:
         return InProcess(ctx)
     from .local import LocalPool
 
-    return LocalPool(ctx, jobs)
+    return LocalPool(ctx, jobs, store)

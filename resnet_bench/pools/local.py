@@ -162,24 +162,17 @@ class LocalPool:
     while still reading their start-up data: the queues' semaphores would be unlinked under
     them, and each would print a traceback."""
 
-    def __init__(self, ctx: SweepContext, jobs: int, store=None):
-        """``store``: what settles the run of a worker that died (default: the sweep's store)."""
+    def __init__(self, ctx: SweepContext, jobs: int, store):
+        """``store``: the sweep's :class:`~resnet_bench.tracking.Store` (or a stand-in), which
+        settles the run of a worker that died."""
         self.mp = mp.get_context("spawn")  # TensorFlow is not fork-safe
         self.ctx, self.jobs, self.echo = ctx, jobs, ctx.echo
         # The workers get the context without the sweep's echo, which need not pickle; each
         # sends its lines back through its pipe instead.
         self._shipped = dataclasses.replace(ctx, echo=print)
-        self._store = store
+        self.store = store
         self.workers: list[_Worker] = []
         self._next_id = jobs + 1
-
-    @property
-    def store(self):
-        if self._store is None:
-            from ..tracking.store import Store
-
-            self._store = Store(self.ctx.uri)
-        return self._store
 
     def _start_workers(self) -> None:
         workers = [_Worker(self.mp, self._shipped, i) for i in range(1, self.jobs + 1)]

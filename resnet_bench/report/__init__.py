@@ -6,11 +6,11 @@ any store, one filled by someone else included.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from ..errors import UserError
 from ..schema import ENDED_BADLY, FINISHED, RUNNING
+from ..sections import GridConfig
 from . import claims, crossings, fig7, figures, render, selection, verdicts, why
 from .context import ReportContext
 from .frame import load_analyses, load_frames
@@ -19,12 +19,13 @@ __all__ = ["ReportContext", "build_context", "write_report", "records_path", "lo
 
 
 def _expected_runs(first) -> int:
-    """Size of the grid the runs were planned with (from their logged grid.* params)."""
+    """Size of the grid the runs were planned with: their logged grid.* params, expanded by
+    the config's own rule (:meth:`~resnet_bench.sections.GridConfig.cells`)."""
     newest = first.sort_values("start_time").iloc[-1]
-    shortcuts = str(newest["grid.shortcuts"]).split(",")
-    inits = len(str(newest.get("grid.zero_init") or "False").split(","))
-    per_depth = sum(1 if s == "none" else inits for s in shortcuts)  # zero-init twins of residual nets only
-    return math.prod(len(str(newest[k]).split(",")) for k in ("grid.depths", "grid.seeds")) * per_depth
+    listed = lambda key: str(newest.get(key) or "").split(",")  # noqa: E731
+    grid = GridConfig(depths=tuple(listed("grid.depths")), shortcuts=tuple(listed("grid.shortcuts")),
+                      zero_init=tuple(z == "True" for z in listed("grid.zero_init") if z) or (False,))  # fmt: skip
+    return len(grid.cells()) * len(listed("grid.seeds"))
 
 
 def build_context(
@@ -66,7 +67,8 @@ def build_context(
         depth=claims.depth_effects(runs),
         verdicts=claims.verdicts(runs) + (analysed.verdicts if analysed else []),
         trends=claims.depth_trends(runs),
-        crossings=crossings.crossings(used, runs),
+        crossings=(found := crossings.crossings(used, runs)),
+        headline=crossings.headline(found, runs),
         zero_init=claims.zero_init_costs(runs),
         responses=fig7.response_table(runs),
         profiles=fig7.layer_profiles(layers, runs) if layers is not None else None,

@@ -13,19 +13,19 @@ import pandas as pd
 
 from .estimates import Paired, Trend, depth_trend, paired
 from .fig7 import response_verdicts
-from .selection import variant_names
+from .selection import Variants
 from .verdicts import Verdict, decide, decide_trend
 
 
 def depth_trends(runs: pd.DataFrame) -> dict[str, Trend]:
     """The slope on depth for plain and for residual nets (He et al.'s initialisation), when
     at least three depths are there: with two, the slope is the pairwise comparison again."""
-    names = variant_names(runs)
+    variants = Variants.of(runs)
     out = {}
     for residual, label in ((False, "plain"), (True, "residual")):
-        depths = sorted(d for d, r, z in names if r == residual and not z)
-        if len(depths) >= 3:
-            out[label] = depth_trend(runs, [names[(d, residual, False)] for d in depths], label)
+        models = variants.of_kind(residual)
+        if len(models) >= 3:
+            out[label] = depth_trend(runs, list(models.values()), label)
     return out
 
 
@@ -43,12 +43,12 @@ class Comparison:
 
 def shortcut_effects(runs: pd.DataFrame) -> list[tuple[int, Comparison]]:
     """Per depth (and residual initialisation): plain minus residual, loss and validation accuracy."""
-    names = variant_names(runs)
+    variants = Variants.of(runs)
     out = []
-    for depth in sorted({d for d, _, _ in names}):
-        plain = names.get((depth, False, False))
+    for depth in variants.depths():
+        plain = variants.plain(depth)
         for zi, suffix in INITS:
-            res = names.get((depth, True, zi))
+            res = variants.residual(depth, zi)
             if plain and res:
                 out.append((depth, _compare(runs, f"plain{suffix}", plain, res)))
     return out
@@ -56,14 +56,12 @@ def shortcut_effects(runs: pd.DataFrame) -> list[tuple[int, Comparison]]:
 
 def depth_effects(runs: pd.DataFrame) -> dict[str, Comparison]:
     """Deepest minus shallowest net of each kind: plain, residual, residual with zero-init."""
-    names = variant_names(runs)
+    variants = Variants.of(runs)
     out = {}
     kinds = ((False, False, "plain"), (True, False, "residual"), (True, True, "residual (zero-init)"))
     for residual, zi, label in kinds:
-        depths = sorted(d for d, r, z in names if r == residual and z == zi)
-        if len(depths) >= 2:
-            deep, shallow = names[(depths[-1], residual, zi)], names[(depths[0], residual, zi)]
-            out[label] = _compare(runs, label, deep, shallow)
+        if pair := variants.extremes(residual, zi):
+            out[label] = _compare(runs, label, *pair)
     return out
 
 
@@ -133,11 +131,10 @@ def verdicts(runs: pd.DataFrame) -> list[Verdict]:
 def zero_init_costs(runs: pd.DataFrame) -> list[Comparison]:
     """Each zero-init residual net minus the paper's residual net of the same depth: what
     the departure costs (or gains) on its own, so it never silently stands in for the paper."""
-    names = variant_names(runs)
+    variants = Variants.of(runs)
     out = []
-    for (depth, residual, zi), name in sorted(names.items()):
-        paper = names.get((depth, True, False))
-        if residual and zi and paper:
+    for depth, name in variants.of_kind(residual=True, zero_init=True).items():
+        if paper := variants.residual(depth):
             out.append(_compare(runs, f"zero-init cost at depth {depth}", name, paper))
     return out
 

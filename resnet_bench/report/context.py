@@ -27,6 +27,7 @@ class ReportContext:
     verdicts: list  # verdicts.Verdict records, each knowing its section
     trends: dict  # claims.depth_trends: "plain" / "residual" -> estimates.Trend
     crossings: list  # crossings.Crossing
+    headline: object  # crossings.headline: the crossing the claims section names, or None
     zero_init: list  # claims.zero_init_costs: claims.Comparison
     responses: list[dict]  # fig7.response_table
     profiles: object  # fig7.layer_profiles, or None without layer measurements

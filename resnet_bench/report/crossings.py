@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .selection import variant_names
+from .selection import Variants
 
 
 @dataclass(frozen=True)
@@ -41,15 +41,15 @@ def crossings(frame: pd.DataFrame, runs: pd.DataFrame) -> list[Crossing]:
     Only epochs that every paired seed reached count, so a run still in progress neither
     makes nor breaks a crossing.
     """
-    names = variant_names(runs)
+    variants = Variants.of(runs)
     used = frame[frame["run_id"].isin(runs["run_id"])]
     loss = used.pivot_table(index=["model", "seed"], columns="epoch", values="train_loss", aggfunc="first")
     out = []
     for zi in (False, True):
-        depths = sorted(d for d, r, z in names if r and z == zi)
+        depths = variants.depths(residual=True, zero_init=zi)
         for i, shallow_d in enumerate(depths):
             for deep_d in depths[i + 1 :]:
-                deep, shallow = names[(deep_d, True, zi)], names[(shallow_d, True, zi)]
+                deep, shallow = variants.residual(deep_d, zi), variants.residual(shallow_d, zi)
                 seeds = sorted(
                     set(loss.loc[deep].index) & set(loss.loc[shallow].index)
                     if deep in loss.index and shallow in loss.index
@@ -66,3 +66,12 @@ def crossings(frame: pd.DataFrame, runs: pd.DataFrame) -> list[Crossing]:
                 mean = _stays_below(a.mean(axis=0) < b.mean(axis=0))
                 out.append(Crossing(deep, shallow, every, last, len(seeds), mean))
     return out
+
+
+def headline(rows: list[Crossing], runs: pd.DataFrame) -> Crossing | None:
+    """The crossing the report's answer names: the deepest against the shallowest residual net
+    of He et al.'s initialisation (None without one)."""
+    depth = dict(zip(runs["model"], runs["depth"]))
+    zero_init = dict(zip(runs["model"], runs["zero_init"])) if "zero_init" in runs else {}
+    paper = [c for c in rows if not zero_init.get(c.deep, False)]
+    return max(paper, key=lambda c: depth[c.deep] - depth[c.shallow], default=None)

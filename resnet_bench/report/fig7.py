@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .estimates import paired
-from .selection import mean_std, summary, variant_names
+from .selection import Variants, mean_std, summary
 from .verdicts import Verdict, decide
 
 # Per-run summaries of the layer frame (frame.load_frames), as columns of the per-run table.
@@ -83,22 +83,17 @@ def response_verdicts(runs: pd.DataFrame) -> list[Verdict]:
     """
     if not set(LAYER_SUMMARIES.values()) <= set(runs.columns):
         return []
-    names = variant_names(runs)
+    variants = Variants.of(runs)
     out = []
     name, reading, metric, sign = RESPONSES
     col = LAYER_SUMMARIES["response_std"]
-    for depth in sorted({d for d, _, _ in names}):
-        plain, res = names.get((depth, False, False)), names.get((depth, True, False))
-        if plain and res:
-            d = paired(runs, plain, res, col)
-            if d.n:
-                out.append(decide(f"{name} at depth {depth}", d, reading, metric, sign, figure="fig7"))
-    depths = sorted(d for d, r, z in names if r and not z)
-    if len(depths) >= 2:
+    for depth, plain, res in variants.twins():
+        d = paired(runs, plain, res, col)
+        if d.n:
+            out.append(decide(f"{name} at depth {depth}", d, reading, metric, sign, figure="fig7"))
+    if pair := variants.extremes(residual=True):
         name, reading, metric, sign = BRANCHES
-        d = paired(
-            runs, names[(depths[-1], True, False)], names[(depths[0], True, False)], LAYER_SUMMARIES["branch_ratio"]
-        )
+        d = paired(runs, *pair, LAYER_SUMMARIES["branch_ratio"])
         if d.n:
             out.append(decide(name, d, reading, metric, sign, figure="fig7"))
     return out

@@ -68,9 +68,9 @@ def _accuracy_figure(frame, runs, colours, path: Path) -> str:
 
 def _grad_norm_figure(frame, runs, colours, path: Path) -> str | None:
     """Per-stage gradient norms of the deepest residual net and its plain twin (None without them)."""
-    names = selection.variant_names(runs)
-    deepest = max((d for d, _, _ in names), default=None)
-    pair = [names.get((deepest, True, False)) or names.get((deepest, True, True)), names.get((deepest, False, False))]
+    variants = selection.Variants.of(runs)
+    deepest = max(variants.depths(), default=None)
+    pair = [variants.residual(deepest) or variants.residual(deepest, zero_init=True), variants.plain(deepest)]
     stem, head = f"{schema.GRAD_NORM_PREFIX}stem", f"{schema.GRAD_NORM_PREFIX}head"
     order = lambda c: (c != stem, c == head, c)  # noqa: E731  stem, stages, head
     grad_cols = sorted((c for c in frame.columns if c.startswith(schema.GRAD_NORM_PREFIX)), key=order)
@@ -103,9 +103,8 @@ def _fig6(frame: pd.DataFrame, runs: pd.DataFrame, path: Path) -> bool:
     """He et al.'s Fig. 6 layout: training loss per epoch, plain nets left, residual nets
     (the paper's initialisation) right, one line per depth (mean over seeds, band min-max),
     one colour per depth in both panels. Drawn when a kind has two depths or more."""
-    names = selection.variant_names(runs)
-    panels = [(label, {d: m for (d, r, z), m in names.items() if r == residual and not z}) for residual, label in
-              ((False, "plain"), (True, "residual"))]  # fmt: skip
+    variants = selection.Variants.of(runs)
+    panels = [(label, variants.of_kind(residual)) for residual, label in ((False, "plain"), (True, "residual"))]
     if max(len(models) for _, models in panels) < 2:
         return False
     depths = sorted({d for _, models in panels for d in models})

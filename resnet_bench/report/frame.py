@@ -43,10 +43,7 @@ def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         # report uses: see selection.check_schema).
         base["schema_missing"] = ",".join(schema.missing_params(params))
         base["analysed"] = set(schema.ANALYSIS_METRICS) <= set(run.data.metrics)
-        kinds = {**{k: t for k, (t, _) in {**schema.RUN_PARAMS, **schema.INFO_PARAMS}.items()}, **schema.CONFIG_PARAMS}
-        for key, kind in kinds.items():
-            value = schema.param_text(params, key)
-            base[key] = schema.parse_param(kind, value) if value not in (None, "") else None
+        base.update(schema.typed_params(params))
         for key in schema.RUN_TAGS:
             base[key] = run.data.tags.get(key)
         rid = run.info.run_id

@@ -82,12 +82,7 @@ def _claims_section(ctx: ReportContext) -> list[str]:
             continue
         d = v.estimate
         L.append(f"- **{name}**: {v.outcome}. {d.a} − {d.b}, {v.metric} {verdicts.estimate_text(d, signed=True)}")
-    runs = ctx.runs
-    depth = dict(zip(runs["model"], runs["depth"]))
-    zero_init = dict(zip(runs["model"], runs["zero_init"])) if "zero_init" in runs else {}
-    paper = [c for c in ctx.crossings if not zero_init.get(c.deep, False)]
-    if paper:
-        c = max(paper, key=lambda c: depth[c.deep] - depth[c.shallow])  # the deepest against the shallowest
+    if (c := ctx.headline) is not None:
         every = f"from epoch {c.epoch} in every seed" if c.epoch else f"in no seed within {c.epochs} epochs"
         mean = f"from epoch {c.mean_epoch}" if c.mean_epoch else "never"
         L.append(f"- **Where depth starts to pay**: {c.deep} stays below {c.shallow} {every} (in the mean: {mean}), "

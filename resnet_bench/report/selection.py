@@ -7,6 +7,8 @@ frames out.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from ..errors import UserError
@@ -104,13 +106,48 @@ def summary(runs: pd.DataFrame) -> list[dict]:
     return out
 
 
-def variant_names(runs: pd.DataFrame) -> dict[tuple[int, bool, bool], str]:
-    """(depth, residual?, zero-init?) -> model name for the variants present."""
-    zi = runs["zero_init"] if "zero_init" in runs else pd.Series(False, index=runs.index)
-    out = {}
-    for r, z in zip(runs.itertuples(), zi):
-        out.setdefault((int(r.depth), r.shortcut != "none", bool(z)), r.model)
-    return out
+@dataclass(frozen=True)
+class Variants:
+    """The variants of a report's runs, looked up by what they are rather than by name: the
+    plain net or the residual net (He et al.'s initialisation, or zero-init) of a depth."""
+
+    names: dict  # (depth, residual, zero_init) -> model name
+
+    @classmethod
+    def of(cls, runs: pd.DataFrame) -> Variants:
+        zi = runs["zero_init"] if "zero_init" in runs else pd.Series(False, index=runs.index)
+        names: dict = {}
+        for r, z in zip(runs.itertuples(), zi):
+            names.setdefault((int(r.depth), r.shortcut != "none", bool(z)), r.model)
+        return cls(names)
+
+    def get(self, depth: int, residual: bool, zero_init: bool = False) -> str | None:
+        return self.names.get((depth, residual, zero_init))
+
+    def plain(self, depth: int) -> str | None:
+        return self.get(depth, False)
+
+    def residual(self, depth: int, zero_init: bool = False) -> str | None:
+        return self.get(depth, True, zero_init)
+
+    def depths(self, residual: bool | None = None, zero_init: bool = False) -> list[int]:
+        """The depths with a variant of that kind (every depth when ``residual`` is None)."""
+        return sorted({d for d, r, z in self.names if residual is None or (r == residual and z == zero_init)})
+
+    def of_kind(self, residual: bool, zero_init: bool = False) -> dict[int, str]:
+        """depth -> model name for one kind."""
+        return {d: self.get(d, residual, zero_init) for d in self.depths(residual, zero_init)}
+
+    def twins(self) -> list[tuple[int, str, str]]:
+        """(depth, plain, residual) for each depth with both twins (He et al.'s initialisation)."""
+        return [(d, self.plain(d), self.residual(d)) for d in self.depths() if self.plain(d) and self.residual(d)]
+
+    def extremes(self, residual: bool, zero_init: bool = False) -> tuple[str, str] | None:
+        """(deepest, shallowest) of one kind, when it has two depths or more."""
+        depths = self.depths(residual, zero_init)
+        if len(depths) < 2:
+            return None
+        return self.get(depths[-1], residual, zero_init), self.get(depths[0], residual, zero_init)
 
 
 def curves(frame: pd.DataFrame, metric: str) -> pd.DataFrame:

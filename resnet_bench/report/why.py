@@ -55,13 +55,6 @@ def with_records(runs: pd.DataFrame, records: dict[str, dict]) -> pd.DataFrame:
     return out
 
 
-def _pairs(names: dict) -> list[tuple[int, str, str]]:
-    """(depth, plain, residual) for each depth with both twins (the paper's initialisation)."""
-    depths = sorted({d for d, _, _ in names})
-    return [(d, names[(d, False, False)], names[(d, True, False)]) for d in depths
-            if (d, False, False) in names and (d, True, False) in names]  # fmt: skip
-
-
 def _near_chance_note(runs: pd.DataFrame, title: str, models: tuple[str, ...]) -> str:
     parts = []
     for m in models:
@@ -77,12 +70,12 @@ def _near_chance_note(runs: pd.DataFrame, title: str, models: tuple[str, ...]) -
 def claims(runs: pd.DataFrame) -> tuple[list, list[str]]:
     """The verdicts of docs/methods.md's claims, and a note for each claim the runs leave
     undecided. ``runs`` carries the :data:`COLUMNS`."""
-    names = selection.variant_names(runs)
+    variants = selection.Variants.of(runs)
     out, notes = [], []
-    if not _pairs(names):
+    if not variants.twins():
         notes.append("No variant here has its twin (a plain net and a residual net of one depth): "
                      "the plain-against-residual claims are not made.")  # fmt: skip
-    for depth, plain, res in _pairs(names):
+    for depth, plain, res in variants.twins():
         title = f"Deleting a block costs a plain net more at depth {depth}"
         d = estimates.paired(runs, plain, res, "lesion_relative_drop")
         if d.n >= 2:
@@ -90,9 +83,8 @@ def claims(runs: pd.DataFrame) -> tuple[list, list[str]]:
                                      figure="why"))  # fmt: skip
         else:
             notes.append(_near_chance_note(runs, title, (plain, res)))
-    depths = sorted(d for d, r, z in names if r and not z)
-    if len(depths) >= 2:
-        deep, shallow = names[(depths[-1], True, False)], names[(depths[0], True, False)]
+    if pair := variants.extremes(residual=True):
+        deep, shallow = pair
         title = "The deeper residual net is more robust to one deletion"
         d = estimates.paired(runs, deep, shallow, "lesion_relative_drop")
         if d.n >= 2:
@@ -103,18 +95,18 @@ def claims(runs: pd.DataFrame) -> tuple[list, list[str]]:
     for quantity, noun in (("sharpness", "Plain landscapes are sharper"), ("curvature", "Plain curvature is higher")):
         for when, label in WHEN.items():
             col = f"{quantity}_{when}"
-            for depth, plain, res in _pairs(names):
+            for depth, plain, res in variants.twins():
                 d = estimates.paired(runs, plain, res, col)
                 if d.n:
                     out.append(verdicts.decide(f"{noun} at depth {depth} ({label})", d, "plain minus residual",
                                              COLUMNS[col][1], +1, figure="why"))  # fmt: skip
-    return out + _trend_claims(runs, names), notes
+    return out + _trend_claims(runs, variants), notes
 
 
-def _trend_claims(runs: pd.DataFrame, names: dict) -> list:
+def _trend_claims(runs: pd.DataFrame, variants: selection.Variants) -> list:
     """With three depths or more: plain nets' final sharpness grows with depth, and faster than
     their residual twins' (the per-seed slopes, plain minus residual)."""
-    pairs = _pairs(names)
+    pairs = variants.twins()
     if len(pairs) < 3:
         return []
     plain, res = [p for _, p, _ in pairs], [r for _, _, r in pairs]

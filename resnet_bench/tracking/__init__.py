@@ -17,18 +17,18 @@ heartbeat is older than ``STALE_SECONDS`` has a dead owner.
 
 from __future__ import annotations
 
-from .patience import PATIENCE_SECONDS, patiently
-from .run import TrackedRun
-from .store import CLAIM_WAIT_SECONDS, HEARTBEAT_SECONDS, STALE_SECONDS, Store, observer, search_runs
-
-__all__ = ["CLAIM_WAIT_SECONDS", "HEARTBEAT_SECONDS", "PATIENCE_SECONDS", "STALE_SECONDS", "Store", "TrackedRun",
-           "observer", "patiently", "runs_address", "search_runs"]  # fmt: skip
+_EXPORTS = {"PATIENCE_SECONDS": "patience", "patiently": "patience", "TrackedRun": "run",
+            "CLAIM_WAIT_SECONDS": "store", "HEARTBEAT_SECONDS": "store", "STALE_SECONDS": "store", "Store": "store",
+            "observer": "store", "search_runs": "store"}  # fmt: skip
+__all__ = sorted(_EXPORTS)
 
 
-def runs_address(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
-    """The MLflow UI address of an experiment's runs in the model-training view.
+def __getattr__(name: str):
+    """The store (and with it MLflow) loads on first use, not with the package: the command
+    line checks a tracking URI (:mod:`.uris`) before it loads MLflow, and answers a mistake
+    at once."""
+    if name in _EXPORTS:
+        import importlib
 
-    MLflow 3 can open an experiment on its GenAI overview instead (a choice it remembers per
-    browser); ``workflowType=machine_learning`` always lands on the runs table.
-    """
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from .. import inputs, lease, schema, signals
 from ..schema import KILLED
+from . import uris
 from .patience import patiently
 from .run import TrackedRun
 
@@ -50,7 +51,7 @@ def _schema_lock(uri: str):
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         fcntl = None
-    db = inputs.sqlite_path(uri)
+    db = uris.sqlite_path(uri)
     if db is None or fcntl is None:
         yield
         return
@@ -91,7 +92,7 @@ class Store:
     run lease decides is in :mod:`resnet_bench.lease`; this class fetches and writes."""
 
     def __init__(self, uri: str | None = None):
-        self.uri = inputs.resolve_uri(uri)
+        self.uri = uris.resolve_uri(uri)
         self._initialise()
 
     def _initialise(self) -> None:
@@ -102,7 +103,7 @@ class Store:
         it: its tables then "already exist" for us, and opening is tried again once it is done."""
         from sqlalchemy.exc import SQLAlchemyError
 
-        with inputs.opening_store(self.uri), _schema_lock(self.uri):
+        with uris.opening_store(self.uri), _schema_lock(self.uri):
             for attempt in range(SCHEMA_ATTEMPTS):
                 try:
                     self.client = MlflowClient(tracking_uri=self.uri)
@@ -123,7 +124,7 @@ class Store:
         if not create:
             return None
         artifacts = None
-        db = inputs.sqlite_path(self.uri)
+        db = uris.sqlite_path(self.uri)
         if db is not None:  # MLflow 3's local layout: mlflow.db beside an mlruns/ artifact folder
             artifacts = (db.parent / "mlruns").as_uri()
         try:
