@@ -223,11 +223,14 @@ def _digest(folder: Path) -> str:
 
 
 def _open(final: Path) -> tuple[dict, dict, Path]:
+    """The store's splits: all memory-mapped when together they exceed ``IN_MEMORY_BYTES`` (a
+    split read into memory is held twice by a training process: the array and the pipeline's
+    constant), all read into memory otherwise."""
     record = json.loads((final / "record.json").read_text())
+    big = sum((final / f"{s}_x.npy").stat().st_size for s in SPLITS) > arrays_mod.IN_MEMORY_BYTES
     splits = {}
     for split in SPLITS:
         path = final / f"{split}_x.npy"
-        big = path.stat().st_size > arrays_mod.IN_MEMORY_BYTES
         splits[split] = (np.load(path, mmap_mode="r") if big else np.load(path), np.load(final / f"{split}_y.npy"))
     return splits, record, final
 
