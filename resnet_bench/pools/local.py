@@ -176,6 +176,13 @@ class LocalPool:
 
     def _start_workers(self) -> None:
         workers = [_Worker(self.mp, self._shipped, i) for i in range(1, self.jobs + 1)]
+        # multiprocessing starts its resource tracker with the first process, and unblocks
+        # SIGINT and SIGTERM when it has (SIG_UNBLOCK, not the mask it found): started inside
+        # held_back, it would let the workers boot with the stop signals open, and a Ctrl-C
+        # then kills a booting worker outright instead of through its handler.
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
         with signals.held_back():
             for w in workers:
                 w.start()
