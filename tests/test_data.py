@@ -326,7 +326,7 @@ def test_a_full_disk_while_caching_generated_data_is_one_line_and_leaves_no_file
 def test_every_hold_out_is_drawn_by_the_one_seeded_helper(tmp_path):
     """An array file's hold-out, ``validation_size`` and a photo tree's hold-out are each the
     subset :func:`split.seeded_subset` draws for their salt, with the kept images in order."""
-    from resnet_bench.data import folders, split
+    from resnet_bench.data import decoded, split
 
     p = tmp_path / "set.npz"
     x = np.arange(30, dtype=np.uint8)[:, None, None, None] * np.ones((1, 16, 16, 3), np.uint8)  # image i is all i
@@ -343,7 +343,7 @@ def test_every_hold_out_is_drawn_by_the_one_seeded_helper(tmp_path):
     photos = data.load(cfg(source="folder", path=str(root), holdout_fraction=0.2, generator_seed=5))
     files = sorted((root / "cats").iterdir())
     chosen = split.seeded_subset(len(files), 2, 5, "holdout:cats")
-    first_cat = folders.decode_image(files[chosen[0]], 16, "crop")
+    first_cat = decoded.decode_image(files[chosen[0]], 16, "crop")
     assert np.array_equal(photos.x_test[0], first_cat)  # the first held-out cat is the helper's first pick
 
 
