@@ -14,10 +14,7 @@ from .. import inputs
 from ..errors import UserError
 from . import decoded
 from .arrays import Arrays
-from .decoded import (
-    IMAGE_SUFFIXES,
-    decode_image,  # noqa: F401  (the folder's decoding, for those who read one photo)
-)
+from .decoded import IMAGE_SUFFIXES
 from .split import fraction_of, seeded_subset
 
 
