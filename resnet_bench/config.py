@@ -1,8 +1,9 @@
 """Experiment files -> one frozen, validated config object.
 
-An experiment file (``experiments/*.toml``) has five tables: ``[data]``, ``[train]``,
+An experiment file (``experiments/*.toml``) has six tables: ``[data]``, ``[train]``,
 ``[model]`` (architecture options shared by every variant), ``[grid]`` (depths x shortcut
-options x seeds) and ``[analysis]`` (what ``resnet-bench analyse`` adds to its fixed set).
+options x seeds), ``[analysis]`` (what ``resnet-bench analyse`` adds to its fixed set) and
+``[report]`` (which seeds chose the design, and which held-out runs check it).
 Command-line overrides (``--set train.epochs=3``) are applied to the parsed TOML before
 validation, so they obey exactly the same rules. Every field is logged as an MLflow
 param (see :func:`flatten`), and ``tests/test_config.py`` checks that none is left out.
@@ -36,6 +37,7 @@ from .sections import (  # noqa: F401 (the tables, re-exported: config.DataConfi
     DataConfig,
     GridConfig,
     ModelConfig,
+    ReportConfig,
     TrainConfig,
 )
 from .spec import ModelSpec
@@ -50,6 +52,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     grid: GridConfig = field(default_factory=GridConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     source_file: str = field(default="", compare=False)
 
     def variants(self) -> list[ModelSpec]:
@@ -62,7 +65,7 @@ class ExperimentConfig:
     def run_config(self) -> dict:
         """The part of the config that defines a run's training (grid and seeds excluded)."""
         d = dataclasses.asdict(self)
-        for k in ("grid", "analysis", "source_file", "description"):
+        for k in ("grid", "analysis", "report", "source_file", "description"):
             d.pop(k)
         return d
 
@@ -81,7 +84,7 @@ class ExperimentConfig:
 
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "model": ModelConfig, "grid": GridConfig,
-            "analysis": AnalysisConfig}  # fmt: skip
+            "analysis": AnalysisConfig, "report": ReportConfig}  # fmt: skip
 
 
 def _coerce(value, hint, where: str):
@@ -151,6 +154,7 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
         raise UserError(
             f"{origin}: analysis.contours must be 0 or at least 3 points a side, got {cfg.analysis.contours}"
         )
+    _check_report(cfg, origin)
     if t.warmup_factor > 1:
         raise UserError(
             f"{origin}: train.warmup_factor must be at most 1 (a warm-up lowers the rate), got {t.warmup_factor}"
@@ -161,6 +165,20 @@ def _check(cfg: ExperimentConfig, origin: str) -> None:
         raise UserError(f"{origin}: train.lr_boundaries must be increasing, got {list(t.lr_boundaries)}")
     for spec_err in _variant_errors(cfg):
         raise UserError(f"{origin}: {spec_err}")
+
+
+def _check_report(cfg: ExperimentConfig, origin: str) -> None:
+    """A held-out check names both the experiment and its seeds, and none of those seeds
+    chose the design."""
+    r = cfg.report
+    for name in ("design_seeds", "held_out_seeds"):
+        inputs.check_seeds(getattr(r, name), f"{origin}: report.{name}")
+    if bool(r.held_out) != bool(r.held_out_seeds):
+        raise UserError(f"{origin}: report.held_out and report.held_out_seeds go together (one is empty)")
+    if r.held_out == cfg.name:
+        raise UserError(f"{origin}: report.held_out names this experiment itself ({cfg.name!r})")
+    if shared := sorted(set(r.design_seeds) & set(r.held_out_seeds)):
+        raise UserError(f"{origin}: report.held_out_seeds {shared} also chose the design (report.design_seeds)")
 
 
 def memory_bytes() -> int:

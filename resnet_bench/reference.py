@@ -23,6 +23,7 @@ SECTION_HELP = {
     "model": "architecture options shared by every variant of the grid (the grid varies depth, shortcut, zero-init)",
     "grid": "the variants and repeats: depths x shortcuts x zero-init, each once per seed",
     "analysis": "what `resnet-bench analyse` measures beyond its fixed set; not part of a run's identity",
+    "report": "which seeds chose the design, and which held-out runs check it; not part of a run's identity",
 }
 
 

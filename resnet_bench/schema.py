@@ -10,6 +10,9 @@ is an error that names the run.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 # A run's status: MLflow's own four, and SKIPPED, what a sweep reports for a run it found
 # finished or held by another process (never stored).
 RUNNING, FINISHED, FAILED, KILLED, SKIPPED = "RUNNING", "FINISHED", "FAILED", "KILLED", "SKIPPED"
@@ -50,7 +53,24 @@ MODEL_PARAMS = tuple(_MODEL_INFO)
 # Params the report shows when a run has them; runs of earlier versions lack them, which is no error.
 INFO_PARAMS: dict[str, tuple[type, str]] = {
     "data_files": (str, "the array files read, comma-separated (a train/test pair is two); empty otherwise"),
+    "report.design_seeds": (str, "the seeds the design was chosen on (config [report])"),
+    "report.held_out": (str, "the experiment whose runs give the held-out check (config [report])"),
+    "report.held_out_seeds": (str, "its seeds the check uses (config [report])"),
 }
+
+# The config tables that shape a run's numbers; their logged params, the data's content hash
+# aside, are what two experiments must share for one's runs to stand in for the other's.
+TRAINING_SECTIONS = ("data", "train", "model")
+
+
+def training_fingerprint(params: dict) -> str:
+    """A hash of a run's ``data.*``, ``train.*`` and ``model.*`` params and its data's content
+    hash: equal for runs of two experiments that train the same nets on the same data the
+    same way (the experiment's name, grid and seeds left out)."""
+    kept = {k: v for k, v in params.items() if k.partition(".")[0] in TRAINING_SECTIONS and "." in k}
+    kept["data_hash"] = params.get("data_hash")
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
 
 # Resolved config fields the report reads (all of them are logged; see config.flatten).
 CONFIG_PARAMS: dict[str, type] = {

@@ -1,5 +1,5 @@
 """The tables of an experiment file, one frozen dataclass each: ``[data]``, ``[train]``,
-``[model]``, ``[grid]`` and ``[analysis]``.
+``[model]``, ``[grid]``, ``[analysis]`` and ``[report]``.
 
 Every field carries its rule and a line of help (:mod:`resnet_bench.fields`), so the
 validation in :mod:`resnet_bench.config` and the reference page (docs/config.md, by
@@ -196,4 +196,24 @@ class AnalysisConfig:
         "an N x N loss contour in the plane of two directions for the first "
         "seed of the deepest plain net and its residual twin, at init and at the "
         "end (0: none; else at least 3)",
+    )
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the report says about where its seeds stand: the seeds its design was chosen on
+    (so its verdicts on them are in-sample), and seeds that played no part in the choice, from
+    another experiment that trains the same nets the same way. No part of a run's identity."""
+
+    design_seeds: tuple[int, ...] = fields.plain(
+        (), "the seeds this design was chosen on; the report names them, so its verdicts on them read as in-sample"
+    )
+    held_out: str = fields.plain(
+        "",
+        "another experiment whose runs train the same nets on the same data with the same "
+        'settings (its name; "": none); the report decides the three claims on its runs of '
+        "held_out_seeds too, when they are in the same store",
+    )
+    held_out_seeds: tuple[int, ...] = fields.plain(
+        (), "the seeds of held_out that the report decides the claims on; none of them in design_seeds"
     )

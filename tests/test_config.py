@@ -37,6 +37,8 @@ NEEDS = {
     "model.flavour": ['model.family="imagenet"', "grid.depths=[18]", 'grid.shortcuts=["B", "none"]',
                       "data.image_size=64"],
     "train.jit_compile": ["train.deterministic=false"],
+    "report.held_out": ['report.held_out="other"', "report.held_out_seeds=[4]"],
+    "report.held_out_seeds": ['report.held_out="other"', "report.held_out_seeds=[4]"],
 }  # fmt: skip
 
 
@@ -63,8 +65,9 @@ def test_every_field_can_be_set_from_the_file_and_reaches_the_params_and_the_run
     """A field that silently keeps its default is a classic bug: set each one from the file, read
     it back, and see the change in the logged params and in the run's identity (so a resumed
     sweep never takes a run trained under another setting for this one). A grid field decides
-    which runs there are, not how one trains, and an analysis field what is measured after it:
-    both are logged, and a run's key stays as it was."""
+    which runs there are, not how one trains, an analysis field what is measured after it, and
+    a report field what the report says of the seeds: all are logged, and a run's key stays as
+    it was."""
     for section, cls in config.SECTIONS.items():
         for f in dataclasses.fields(cls):
             key = f"{section}.{f.name}"
@@ -84,7 +87,7 @@ def test_every_field_can_be_set_from_the_file_and_reaches_the_params_and_the_run
             assert getattr(getattr(cfg, section), f.name) == new, key
             assert config.flatten(cfg)[key] != config.flatten(base)[key], f"{key} is not logged as set"
             spec = base.variants()[0]
-            if section in ("grid", "analysis"):
+            if section in ("grid", "analysis", "report"):
                 assert cfg.run_key(spec, 0) == base.run_key(spec, 0), f"{key} changes a run's key"
             else:
                 assert cfg.run_key(spec, 0) != base.run_key(spec, 0), f"{key} does not change the run key"
@@ -117,6 +120,8 @@ def test_every_field_can_be_set_from_the_file_and_reaches_the_params_and_the_run
         ("data.clutter=-1", "data.clutter must not be negative"),
         ("train.lr_decay=0", "train.lr_decay must be positive"),
         ("train.lr_boundaries=[0, 100]", "train.lr_boundaries must be positive step counts"),
+        ("report.held_out='fig6'", "report.held_out and report.held_out_seeds go together (one is empty)"),
+        ("report.design_seeds=[-1]", "report.design_seeds must be non-negative integers"),
     ],
 )
 def test_bad_values_are_one_line_errors_naming_key_and_file(tiny_file, override, needle):
@@ -126,6 +131,15 @@ def test_bad_values_are_one_line_errors_naming_key_and_file(tiny_file, override,
     assert needle in msg
     assert str(tiny_file) in msg
     assert "\n" not in msg
+
+
+def test_a_held_out_check_names_another_experiment_and_seeds_that_did_not_choose_the_design(tiny_file):
+    held = ['report.held_out="fig6"', "report.held_out_seeds=[1, 2]"]
+    assert config.load(tiny_file, [*held, "report.design_seeds=[0]"]).report.held_out_seeds == (1, 2)
+    with pytest.raises(UserError, match=r"report.held_out_seeds \[2\] also chose the design"):
+        config.load(tiny_file, [*held, "report.design_seeds=[0, 2]"])
+    with pytest.raises(UserError, match="report.held_out names this experiment itself \\('tiny'\\)"):
+        config.load(tiny_file, ['report.held_out="tiny"', "report.held_out_seeds=[1]"])
 
 
 def test_unknown_top_level_key(tmp_path):

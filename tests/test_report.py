@@ -64,9 +64,9 @@ VERDICT = re.compile(
 
 def stats_of(report) -> dict:
     """claim -> (outcome, estimate) from the verdict records beside ``report``."""
-    from resnet_bench.report import verdicts
+    from resnet_bench.report import against
 
-    return verdicts.read_records(report.with_suffix(".json").read_text(), str(report))
+    return against.read_records(report.with_suffix(".json").read_text(), str(report))
 
 
 @pytest.mark.slow
@@ -329,3 +329,51 @@ def test_ui_prints_the_address_of_the_experiments_runs(reported, capsys):
     )
     assert cli.main(["ui", "no_such", "--tracking-uri", uri, "--print-only"]) == 2
     assert "no_such" in capsys.readouterr().err
+
+
+def _declaring(tiny_sweep, folder, **report) -> str:
+    """A copy of the tiny store whose runs carry ``report.*`` params (as runs of an experiment
+    file with a ``[report]`` table log them)."""
+    import shutil
+    import sqlite3
+
+    own, _, _ = tiny_sweep
+    shutil.copy(own / "db.sqlite", folder / "db.sqlite")
+    # The runs logged the tiny file's [report] fields, all empty; MLflow keeps a param's first
+    # value, so the store is edited under it.
+    with sqlite3.connect(folder / "db.sqlite") as db:
+        for key, value in report.items():
+            assert db.execute("UPDATE params SET value = ? WHERE key = ?", (value, f"report.{key}")).rowcount >= 8
+    return f"sqlite:///{folder}/db.sqlite"
+
+
+def test_a_declared_held_out_check_is_decided_beside_the_headline_from_its_own_runs(tiny_sweep, tmp_path):
+    # The design "chosen" on seed 0, its held-out seed 1 (of the same experiment here: the
+    # runs of one store that train the same way).
+    uri = _declaring(tiny_sweep, tmp_path, design_seeds="0", held_out="tiny", held_out_seeds="1")
+    out = tmp_path / "r.md"
+    assert cli.main(["report", "tiny", "--tracking-uri", uri, "--out", str(out), "--seeds", "0"]) == 0
+    lead = out.read_text().split("## The three claims")[1].split("## Summary")[0]
+    assert "This design was chosen on seeds 0, so the verdicts above are in-sample." in lead
+    assert "| claim | seeds 0 (in-sample) | seeds 1 of tiny (held out) |" in lead
+    records = json.loads(out.with_suffix(".json").read_text())["verdicts"]
+    held = {r["claim"]: r for r in records if r["figure"] == "held_out"}
+    assert set(held) == {"Degradation (held-out seeds)", "Shortcut effect (held-out seeds)",
+                         "Residual depth (held-out seeds)"}  # fmt: skip
+    finals = _finals(uri, TRAIN_LOSS)
+    assert held["Degradation (held-out seeds)"]["seeds"] == [1]
+    assert held["Degradation (held-out seeds)"]["estimate"] == pytest.approx(
+        finals["plain14", 1] - finals["plain8", 1], abs=1e-12
+    )
+    assert held["Degradation (held-out seeds)"]["outcome"] == "inconclusive"  # one seed: no statistics
+    assert [r["seeds"] for r in records if r["claim"] == "Degradation"] == [[0]]
+
+
+def test_a_held_out_check_whose_runs_are_not_in_the_store_says_so(tiny_sweep, tmp_path):
+    uri = _declaring(tiny_sweep, tmp_path, design_seeds="0,1", held_out="elsewhere", held_out_seeds="4,5,6,7")
+    out = tmp_path / "r.md"
+    assert cli.main(["report", "tiny", "--tracking-uri", uri, "--out", str(out)]) == 0
+    lead = out.read_text().split("## The three claims")[1].split("## Summary")[0]
+    assert "This design was chosen on seeds 0, 1, so the verdicts above are in-sample." in lead
+    assert "Held-out check: not shown here, elsewhere's runs of seeds 4-7 are not in this store" in lead
+    assert not [r for r in json.loads(out.with_suffix(".json").read_text())["verdicts"] if r["figure"] == "held_out"]

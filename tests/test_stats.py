@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from resnet_bench.report import claims, crossings, estimates, fig7, selection, verdicts
+from resnet_bench.report import against, claims, crossings, estimates, fig7, selection, verdicts
 
 
 def runs_frame(values: dict[str, list[float]], val: dict[str, list[float]] | None = None):
@@ -323,12 +323,10 @@ def test_layer_profiles_in_layer_order_and_sorted():
 
 
 def test_a_written_report_is_read_back_claim_by_claim_and_checked_against_fresh_runs():
-    from resnet_bench.report import render
-
     # plain56 - plain20 = +1.0 in every seed but one: reproduced, with an interval around 1.
     old = claims.verdicts(runs_frame({"plain20": [1.0, 1.1, 0.9, 1.0], "plain56": [2.0, 2.2, 1.9, 2.05],
                                      "resnet20": [0.5] * 4, "resnet56": [0.6, 0.4, 0.55, 0.45]}))  # fmt: skip
-    written = verdicts.read_records(verdicts.to_json(old, experiment="x"), "old.json")
+    written = against.read_records(verdicts.to_json(old, experiment="x"), "old.json")
     assert written["Degradation"] == ("reproduced", pytest.approx(1.0375))  # mean of 1.0, 1.1, 1.0, 1.05
     assert written["Residual depth"][0] == "inconclusive"
     assert set(written) == {v.claim for v in old}
@@ -336,17 +334,17 @@ def test_a_written_report_is_read_back_claim_by_claim_and_checked_against_fresh_
     # Fresh runs: the same degradation, smaller; residual depth now clearly reproduced.
     fresh = claims.verdicts(runs_frame({"plain20": [1.0, 1.0, 1.1, 0.9], "plain56": [1.5, 1.6, 1.5, 1.45],
                                        "resnet20": [0.5] * 4, "resnet56": [0.3, 0.31, 0.29, 0.3]}))  # fmt: skip
-    by = {a.claim: a for a in verdicts.against(fresh, written)}
+    by = {a.claim: a for a in against.compare(fresh, written)}
     deg = by["Degradation"]
     assert deg.same_verdict and deg.written == deg.fresh == "reproduced"
     assert deg.inside is False  # 1.038 lies above the fresh interval around +0.51
     assert deg.fresh_estimate.high < 1.038
     assert not by["Residual depth"].same_verdict and by["Residual depth"].fresh == "reproduced"
-    lines = render.against_lines(list(by.values()), "old.md")
+    lines = against.lines(list(by.values()), "old.md")
     assert lines[-1].startswith("verdicts differ on 1 of") and lines[-1].endswith("Residual depth")
-    same = verdicts.against(old, written)
+    same = against.compare(old, written)
     assert all(a.same_verdict and a.inside for a in same if a.fresh_estimate.has_stats)
-    assert render.against_lines(same, "old.md")[-1].startswith(f"same verdicts on all {len(old)} claims")
+    assert against.lines(same, "old.md")[-1].startswith(f"same verdicts on all {len(old)} claims")
 
 
 def test_verdict_records_carry_every_number_of_the_claim_and_a_foreign_file_is_one_line():
@@ -366,12 +364,66 @@ def test_verdict_records_carry_every_number_of_the_claim_and_a_foreign_file_is_o
     assert "shortcut_effect/validation" in [r["key"] for r in doc["verdicts"]]
     for bad in ("# a Markdown report\n", json.dumps({"format": 99, "verdicts": []}), json.dumps([1])):
         with pytest.raises(ValueError, match="^old.json: not a report's verdict records"):
-            verdicts.read_records(bad, "old.json")
+            against.read_records(bad, "old.json")
 
 
 def test_a_claim_only_one_side_decides_is_named_not_compared():
     fresh = claims.verdicts(runs_frame({"plain20": [1.0, 1.2], "plain56": [2.0, 2.1]}))
-    agreements = verdicts.against(fresh, {"Residual depth": ("reproduced", -0.2)})
+    agreements = against.compare(fresh, {"Residual depth": ("reproduced", -0.2)})
     (gone,) = [a for a in agreements if a.claim == "Residual depth"]
     assert gone.fresh is None and gone.inside is None
     assert {a.claim for a in agreements if a.written is None} == {v.claim for v in fresh}
+
+
+def final_epochs(finals: dict[str, dict[int, float]], training="t1", status="FINISHED", hour=0) -> pd.DataFrame:
+    """A one-epoch frame as report.frame.load_frames builds it: {model: {seed: training loss}}."""
+    t = pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(hours=hour)
+    rows = []
+    for model, by_seed in finals.items():
+        depth = int(re.search(r"\d+", model).group())
+        for seed, loss in by_seed.items():
+            rows.append({"run_id": f"{model}-{seed}-{training}-{hour}", "model": model, "seed": seed, "epoch": 1,
+                         "depth": depth, "shortcut": "none" if model.startswith("plain") else "A",
+                         "zero_init": False, "params_total": 10, "macs": 5, "train_loss": loss,
+                         "train_accuracy": 0.5, "val_accuracy": 0.4, "step_ms_median": 2.0,
+                         "images_per_second": 100.0, "status": status, "start_time": t, "training": training,
+                         "schema_missing": ""})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_held_out_claims_are_decided_on_the_named_seeds_of_runs_that_train_the_same_way():
+    from resnet_bench.report import held_out, numbers
+
+    # In-sample seeds 0-3: every claim reproduced. Held-out seeds 4-7: degradation and the
+    # shortcut effect hold, residual depth goes the other way in every seed.
+    def finals(seeds, residual_deep):
+        plain = {"plain20": {s: 1.0 for s in seeds}, "plain56": {s: 2.0 + 0.1 * s for s in seeds}}
+        return {**plain, "resnet20": {s: 0.5 for s in seeds}, "resnet56": {s: residual_deep + 0.01 * s for s in seeds}}
+
+    used = final_epochs(finals(range(4), 0.3))
+    other = pd.concat([
+        final_epochs(finals(range(4, 8), 0.7)),
+        final_epochs(finals(range(4, 8), 0.1), training="t2"),  # another training: never counted
+        final_epochs(finals(range(8, 10), 0.1)),  # not a held-out seed
+        final_epochs({"plain44": {4: 9.0}}),  # a variant the report does not have
+    ])  # fmt: skip
+    declared = held_out.Declared((0, 1, 2, 3), "fig6", (4, 5, 6, 7))
+    h = held_out.check(declared, used, other)
+    assert h.missing == "" and h.seeds == [4, 5, 6, 7]
+    assert set(h.runs["model"]) == {"plain20", "plain56", "resnet20", "resnet56"}
+    by = {v.claim: v for v in h.verdicts}
+    assert set(by) == {"Degradation (held-out seeds)", "Shortcut effect (held-out seeds)",
+                       "Residual depth (held-out seeds)"}  # fmt: skip
+    assert by["Degradation (held-out seeds)"].outcome == "reproduced"
+    assert by["Residual depth (held-out seeds)"].outcome == "not reproduced"
+    assert by["Residual depth (held-out seeds)"].estimate.mean == pytest.approx(0.7 + 0.055 - 0.5)
+    assert by["Shortcut effect (held-out seeds)"].estimate.seeds == (4, 5, 6, 7)
+    assert {v.figure for v in h.verdicts} == {"held_out"}
+    assert {v.key for v in h.verdicts} >= {"degradation/held_out_seeds"}
+
+    # Why there is no check, in words: the runs are missing, or they train differently.
+    assert "not in this store" in held_out.check(declared, used, None, "run it").missing
+    assert "train differently" in held_out.check(declared, used, other[other["training"] == "t2"]).missing
+    assert held_out.check(held_out.Declared(), used, other) is None
+    assert h.verdict("Degradation") is by["Degradation (held-out seeds)"] and h.verdict("Other") is None
+    assert numbers.seed_text((4, 5, 6, 7)) == "4-7" and numbers.seed_text((0, 2)) == "0, 2"

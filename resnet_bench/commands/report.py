@@ -85,12 +85,12 @@ def main(args) -> int:
         if missing:
             print(f"nothing to compare against: {missing}")
         return 0
-    from ..report import render, verdicts
+    from ..report import against
 
     try:
-        agreements = verdicts.against(ctx.verdicts, verdicts.read_records(written, records))
+        agreements = against.compare(ctx.verdicts, against.read_records(written, records))
     except ValueError as e:
         raise UserError(str(e)) from None
-    for line in render.against_lines(agreements, source):
+    for line in against.lines(agreements, source):
         print(line)
     return 0 if all(a.same_verdict for a in agreements if a.written and a.fresh) else 1

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..schema import ENDED_BADLY, FINISHED, RUNNING
 from ..sections import GridConfig
-from . import claims, crossings, fig7, figures, render, selection, verdicts, why
+from . import claims, crossings, fig7, figures, held_out, render, selection, verdicts, why
 from .context import ReportContext
 from .frame import load_analyses, load_frames
 
@@ -29,12 +29,14 @@ def _expected_runs(first) -> int:
 
 
 def build_context(
-    frame, experiment: str, config_hash=None, seeds=None, figure_dir="figures", command="", layers=None, analyses=None
-) -> ReportContext:
+    frame, experiment: str, config_hash=None, seeds=None, figure_dir="figures", command="", layers=None, analyses=None,
+    held_out_frame=None, held_out_missing="",
+) -> ReportContext:  # fmt: skip
     """Everything the renderers need, computed from the tidy frames (pure, no I/O).
 
     ``layers`` is the layer-measurement frame of :func:`frame.load_frames` (None: no Fig. 7);
-    ``analyses`` the runs' analysis records, by run id (:func:`frame.load_analyses`)."""
+    ``analyses`` the runs' analysis records, by run id (:func:`frame.load_analyses`); ``held_out_frame``
+    the runs of the ``[report]`` table's held-out check (None: not there; ``held_out_missing`` says why)."""
     sel, config_hash = selection.select_runs(frame, config_hash, seeds)
     if sel.empty:
         raise UserError(f"no runs of {experiment!r} match configuration {config_hash} and seeds {seeds}")
@@ -50,6 +52,8 @@ def build_context(
     expected = _expected_runs(first) if not seeds else len(runs["model"].unique()) * len(seeds)
     described = first.sort_values("start_time")["description"].dropna()
     analysed = why.build(runs, analyses or {})
+    declared = held_out.Declared.of(first)
+    checked = held_out.check(declared, used, held_out_frame, held_out_missing)
     return ReportContext(
         experiment=experiment,
         frame=used,
@@ -65,7 +69,11 @@ def build_context(
         summary=selection.summary(runs),
         shortcut=claims.shortcut_effects(runs),
         depth=claims.depth_effects(runs),
-        verdicts=claims.verdicts(runs) + (analysed.verdicts if analysed else []),
+        verdicts=[
+            *claims.verdicts(runs),
+            *(checked.verdicts if checked else []),
+            *(analysed.verdicts if analysed else []),
+        ],
         trends=claims.depth_trends(runs),
         crossings=(found := crossings.crossings(used, runs)),
         headline=crossings.headline(found, runs),
@@ -73,11 +81,29 @@ def build_context(
         responses=fig7.response_table(runs),
         profiles=fig7.layer_profiles(layers, runs) if layers is not None else None,
         why=analysed,
+        held_out=checked,
+        design_seeds=declared.design_seeds,
         published=claims.published_comparison(runs, str(first["data_source"].iloc[0]), str(first["family"].iloc[0])),
         figure_dir=figure_dir,
         command=command,
         description=described.iloc[-1] if len(described) else "",
     )
+
+
+def _held_out_frame(uri: str, frame) -> tuple[object, str]:
+    """The runs of the experiment the newest run's ``[report]`` table names for its held-out
+    check, from the same store: (frame, "") or (None, why there are none)."""
+    declared = held_out.Declared.of(frame)
+    if not declared.experiment:
+        return None, ""
+    try:
+        return load_frames(uri, declared.experiment)[0], ""
+    except UserError:
+        seeds = ",".join(map(str, declared.seeds))
+        return (
+            None,
+            f"`resnet-bench run experiments/{declared.experiment}.toml --set 'grid.seeds=[{seeds}]'` trains them",
+        )
 
 
 def records_path(report: Path) -> Path:
@@ -91,7 +117,9 @@ def write_report(uri: str, experiment: str, out: Path, config_hash=None, seeds=N
     frame, layers = load_frames(uri, experiment)
     out = Path(out)
     fig_rel = f"figures/{out.stem}"
-    ctx = build_context(frame, experiment, config_hash, seeds, fig_rel, command, layers, load_analyses(uri, frame))
+    other, missing = _held_out_frame(uri, frame)
+    ctx = build_context(frame, experiment, config_hash, seeds, fig_rel, command, layers, load_analyses(uri, frame),
+                        other, missing)  # fmt: skip
     ctx.figures = figures.draw(ctx.frame, ctx.runs, out.parent / fig_rel, ctx.profiles, ctx.why)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render.markdown(ctx))

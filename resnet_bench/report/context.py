@@ -33,6 +33,8 @@ class ReportContext:
     profiles: object  # fig7.layer_profiles, or None without layer measurements
     published: list
     why: object  # why.Why: the analyses of the runs used, or None when none was analysed
+    held_out: object  # held_out.HeldOut: the claims on held-out seeds, or None when none is declared
+    design_seeds: tuple  # the seeds the design was chosen on ([report]), () when not declared
     figure_dir: str
     command: str
     description: str

@@ -44,6 +44,7 @@ def load_frames(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         base["schema_missing"] = ",".join(schema.missing_params(params))
         base["analysed"] = set(schema.ANALYSIS_METRICS) <= set(run.data.metrics)
         base.update(schema.typed_params(params))
+        base["training"] = schema.training_fingerprint(params)
         for key in schema.RUN_TAGS:
             base[key] = run.data.tags.get(key)
         rid = run.info.run_id

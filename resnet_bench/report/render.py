@@ -14,7 +14,7 @@ import pandas as pd
 from ..schema import FINISHED, RUNNING
 from . import claims, render_why, verdicts
 from .context import ReportContext
-from .numbers import pm
+from .numbers import pm, seed_text
 
 
 def _row(c: claims.Comparison) -> str:
@@ -87,7 +87,40 @@ def _claims_section(ctx: ReportContext) -> list[str]:
         mean = f"from epoch {c.mean_epoch}" if c.mean_epoch else "never"
         L.append(f"- **Where depth starts to pay**: {c.deep} stays below {c.shallow} {every} (in the mean: {mean}), "
                  f"of {c.epochs} epochs")  # fmt: skip
-    return L + ["", "Rule, validation accuracy and every other claim: section Verdict below.", ""]
+    return L + [""] + _held_out_lines(ctx, wanted) + [
+        "Rule, validation accuracy and every other claim: section Verdict below.", ""]  # fmt: skip
+
+
+def _held_out_lines(ctx: ReportContext, wanted: list[str]) -> list[str]:
+    """Which seeds chose the design, and the three claims beside it on seeds that did not."""
+    seeds = sorted(ctx.runs["seed"].unique())
+    L = []
+    in_sample = bool(ctx.design_seeds) and set(seeds) <= set(ctx.design_seeds)
+    if ctx.design_seeds:
+        L += [f"This design was chosen on seeds {seed_text(ctx.design_seeds)}"
+              + (", so the verdicts above are in-sample." if in_sample else "."), ""]  # fmt: skip
+    h = ctx.held_out
+    if h is None:
+        return L
+    d = h.declared
+    if h.missing:
+        return L + [f"Held-out check: not shown here, {h.missing}.", ""]
+    L += [
+        f"Held out: the same claims on seeds {seed_text(h.seeds)} of `{d.experiment}`, whose runs "
+        "train the same nets on the same data the same way (the same training fingerprint) and played no part "
+        "in choosing the design:",
+        "",
+        f"| claim | seeds {seed_text(seeds)}{' (in-sample)' if in_sample else ''} | "
+        f"seeds {seed_text(h.seeds)} of {d.experiment} (held out) |",
+        "|---|---|---|",
+    ]
+    by_claim = {v.claim: v for v in ctx.verdicts}
+    for name in wanted:
+        cells = [by_claim.get(name), h.verdict(name)]
+        text = [f"{v.outcome}, {verdicts.estimate_text(v.estimate, signed=True)}" if v else "not decided"
+                for v in cells]  # fmt: skip
+        L.append(f"| {name} | {text[0]} | {text[1]} |")
+    return L + [""]
 
 
 def _zero_init_section(ctx: ReportContext) -> list[str]:
@@ -252,7 +285,8 @@ def _degradation_section(ctx: ReportContext) -> list[str]:
     if ctx.runs["seed"].nunique() < 2:
         L.append("Statistics are not available: fewer than 2 seeds finished.")
         L.append("")
-    L += [f"- {v.sentence}" for v in ctx.verdicts if v.figure == "fig6"]  # Fig. 7's and the why's have their sections
+    # Fig. 7's and the why's have their own sections
+    L += [f"- {v.sentence}" for v in ctx.verdicts if v.figure in ("fig6", "held_out")]
     return L + [""]
 
 
@@ -330,37 +364,3 @@ def markdown(ctx: ReportContext) -> str:
     """The report text from an aggregated context (see ``report.build_context``): its sections
     in order, each rendered by its own function."""
     return "\n".join(line for section in SECTIONS for line in section(ctx))
-
-
-def against_lines(agreements: list[verdicts.Agreement], source: str) -> list[str]:
-    """The comparison of fresh verdicts with a written report's, one line per claim and a
-    last line that says whether every verdict agrees."""
-    lines = [f"against {source}:"]
-    for a in agreements:
-        if a.written is None:
-            lines.append(f"  {a.claim}: {a.fresh} (not in {source})")
-            continue
-        if a.fresh is None:
-            lines.append(f"  {a.claim}: not decided by these runs ({a.written} in {source})")
-            continue
-        head = f"same verdict, {a.fresh}" if a.same_verdict else f"VERDICT DIFFERS: {a.written} there, {a.fresh} here"
-        if a.inside is None:
-            where = "no fresh interval"
-        else:
-            e = a.fresh_estimate
-            where = (
-                f"written {a.written_estimate:+.4g} {'inside' if a.inside else 'OUTSIDE'} the fresh 95% interval "
-                f"[{e.low:+.4g}, {e.high:+.4g}] (fresh {e.mean:+.4g})"
-            )
-        lines.append(f"  {a.claim}: {head}; {where}")
-    compared = [a for a in agreements if a.written is not None and a.fresh is not None]
-    differ = [a.claim for a in compared if not a.same_verdict]
-    inside = sum(bool(a.inside) for a in compared)
-    if differ:
-        lines.append(f"verdicts differ on {len(differ)} of {len(compared)} claims: {', '.join(differ)}")
-    else:
-        lines.append(
-            f"same verdicts on all {len(compared)} claims; written estimates inside the fresh intervals: "
-            f"{inside} of {len(compared)}"
-        )
-    return lines

@@ -5,7 +5,7 @@ claim, the comparison it rests on, the metric, the estimate with its interval, p
 claimed sign and the outcome :func:`outcome` gives. The report's sentences are written from
 the records by :func:`sentence`, and the records themselves are written as data beside the
 Markdown (``reports/NAME.json``, :func:`to_json`). ``--against`` reads that data back
-(:func:`read_records`), never the prose, so rewording a sentence changes no comparison.
+(:mod:`.against`), never the prose, so rewording a sentence changes no comparison.
 """
 
 from __future__ import annotations
@@ -135,53 +135,3 @@ def to_json(verdicts: list[Verdict], **about) -> str:
     """The records of a report, with what they are about (experiment, configuration, commit)."""
     doc = {"format": FORMAT, **about, "rule": VERDICT_RULE, "verdicts": [v.record() for v in verdicts]}
     return json.dumps(doc, indent=1) + "\n"
-
-
-def read_records(text: str, source: str) -> dict[str, tuple[str, float | None]]:
-    """claim -> (outcome, estimate) from a report's JSON records; a file that is not such
-    records is a ValueError whose message names ``source`` (the command's one line)."""
-    try:
-        doc = json.loads(text)
-        if doc.get("format") != FORMAT:
-            raise ValueError(f"format {doc.get('format')!r}, this version reads {FORMAT}")
-        return {r["claim"]: (r["outcome"], r["estimate"]) for r in doc["verdicts"]}
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"{source}: not a report's verdict records ({e})") from None
-
-
-@dataclass(frozen=True)
-class Agreement:
-    """One claim of a written report checked against the same claim decided afresh.
-
-    ``inside`` is whether the written estimate lies in the fresh 95% interval (None without
-    one): on another machine numbers differ, but a faithful rerun should bracket them.
-    """
-
-    claim: str
-    written: str | None  # outcome in the written report (None: a claim it does not decide)
-    fresh: str | None  # outcome from the fresh runs (None: they do not decide it)
-    written_estimate: float | None = None
-    fresh_estimate: object | None = None
-
-    @property
-    def same_verdict(self) -> bool:
-        return self.written == self.fresh
-
-    @property
-    def inside(self) -> bool | None:
-        e = self.fresh_estimate
-        if self.written_estimate is None or e is None or not e.has_stats:
-            return None
-        return bool(e.low <= self.written_estimate <= e.high)
-
-
-def against(fresh: list[Verdict], written: dict[str, tuple[str, float | None]]) -> list[Agreement]:
-    """Claim by claim: the written report's verdicts (in its order), then claims only the
-    fresh runs decide."""
-    by_claim = {v.claim: v for v in fresh}
-    out = []
-    for claim, (outcome_, estimate) in written.items():
-        v = by_claim.get(claim)
-        out.append(Agreement(claim, outcome_, v and v.outcome, estimate, v and v.estimate))
-    out += [Agreement(v.claim, None, v.outcome, None, v.estimate) for v in fresh if v.claim not in written]
-    return out
