@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 
 from .errors import Terminated
 
@@ -77,12 +78,25 @@ def held_back():
     The mask survives spawn's exec, so a worker process started within it keeps a Ctrl-C
     pending until it has its own handlers in place, instead of printing a traceback from the
     middle of an import. In the starting process the pending signal is delivered as the block
-    ends, once every worker started in it is in the list its pool ends on an interrupt."""
+    ends, once every worker started in it is in the list its pool ends on an interrupt.
+
+    The mask is this thread's only: once the process has another thread (MLflow's, a
+    heartbeat), the kernel hands a stop signal to that one, and Python would still raise it
+    here, in the main thread, halfway through starting a worker (which then reads a truncated
+    start-up message and dies with a traceback). So within the block the handlers only note
+    the signal, and it is raised again, to the handlers the block found, as the block ends."""
+    noted: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
     old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    handlers = {s: signal.signal(s, lambda signum, frame: noted.append(signum)) for s in STOP_SIGNALS} if main else {}
     try:
         yield
     finally:
+        for s, h in handlers.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s in dict.fromkeys(noted):
+            signal.raise_signal(s)
 
 
 def let_through() -> None:

@@ -172,36 +172,11 @@ def test_lanes_keep_each_variants_runs_in_one_process_and_balance_the_depths():
 
 
 @pytest.mark.slow
-def test_analyse_measures_stored_nets_deterministically_in_workers_or_not_and_resumes(tiny_sweep, tmp_path):
-    _, exp, uri = tiny_sweep
-    folder, uri = tmp_path, private_store(uri, tmp_path)
-    code, out, err = _analyse([str(exp), "--tracking-uri", uri, *ONE_DEPTH, "--force", "--jobs", "2"])
-    assert code == 0, err
-    assert "analysed 2 runs" in out
-    runs = {r.data.params["model"]: r for r in all_runs(uri, "tiny") if r.data.params["seed"] == "0"}
-    store = Store(uri)
-    first = {m: _result(store, r.info.run_id, folder / m) for m, r in runs.items() if m.endswith("8")}
-    for m, result in first.items():
-        assert len(result["lesions"]["accuracy"]) == 3 and len(result["landscape_final"]["loss"]) == 2
-        assert len(result["landscape_init"]["loss"][0]) == 21
-        assert set(schema.ANALYSIS_METRICS) <= set(store.get_run(runs[m].info.run_id).data.metrics)
-    code, out, _ = _analyse([str(exp), "--tracking-uri", uri, *ONE_DEPTH])
-    assert code == 0 and "analysed 0 runs" in out and "2 already analysed" in out
-    code, out, _ = _analyse([str(exp), "--tracking-uri", uri, *ONE_DEPTH, "--force", "--jobs", "1"])
-    assert code == 0 and "analysed 2 runs" in out  # in this process now: the same numbers
-    for m, r in runs.items():
-        if not m.endswith("8"):
-            continue
-        again = _result(store, r.info.run_id, folder / f"{m}-again")
-        for key in ("lesions", "landscape_init", "landscape_final", "curvature_init", "curvature_final"):
-            assert again[key] == first[m][key], key
-
-
-@pytest.mark.slow
-def test_run_analyse_measures_each_run_where_it_trained_as_analyse_would(tiny_sweep, tmp_path):
+def test_run_analyse_measures_each_run_where_it_trained_as_analyse_would_in_workers_or_not(tiny_sweep, tmp_path):
     """``run --analyse`` (what make bench runs) measures each run in the worker that trained
     it, from the net in memory, for the configuration its ``--set`` made; the pass after the
-    sweep finds nothing left, and ``analyse`` from the stored nets gives the same numbers."""
+    sweep finds nothing left, and ``analyse`` from the stored nets, in worker processes or in
+    this one, gives the same numbers, and resumes."""
     _, exp, _ = tiny_sweep
     uri = f"sqlite:///{tmp_path}/db.sqlite"
     out, err = io.StringIO(), io.StringIO()
@@ -215,12 +190,19 @@ def test_run_analyse_measures_each_run_where_it_trained_as_analyse_would(tiny_sw
     assert set(runs) == {"resnet8", "plain8"}
     store = Store(uri)
     during = {m: _result(store, r.info.run_id, tmp_path / m) for m, r in runs.items()}
-    code, printed, err = _analyse([str(exp), "--tracking-uri", uri, *ONE_DEPTH, "--force", "--jobs", "1"])
-    assert code == 0 and "analysed 2 runs" in printed, err
-    for m, r in runs.items():
-        again = _result(store, r.info.run_id, tmp_path / f"{m}-again")
-        for key in ("lesions", "landscape_init", "landscape_final", "curvature_init", "curvature_final"):
-            assert again[key] == during[m][key], (m, key)
+    for m, result in during.items():
+        assert len(result["lesions"]["accuracy"]) == 3 and len(result["landscape_final"]["loss"]) == 2
+        assert len(result["landscape_init"]["loss"][0]) == 21
+        assert set(schema.ANALYSIS_METRICS) <= set(store.get_run(runs[m].info.run_id).data.metrics)
+    code, printed, _ = _analyse([str(exp), "--tracking-uri", uri, *ONE_DEPTH])
+    assert code == 0 and "analysed 0 runs" in printed and "2 already analysed" in printed
+    for jobs in ("2", "1"):  # from the stored nets: in worker processes, then in this one
+        code, printed, err = _analyse([str(exp), "--tracking-uri", uri, *ONE_DEPTH, "--force", "--jobs", jobs])
+        assert code == 0 and "analysed 2 runs" in printed, err
+        for m, r in runs.items():
+            again = _result(store, r.info.run_id, tmp_path / f"{m}-jobs{jobs}")
+            for key in ("lesions", "landscape_init", "landscape_final", "curvature_init", "curvature_final"):
+                assert again[key] == during[m][key], (m, jobs, key)
 
 
 def _repoint_models(uri: str, folder) -> None:

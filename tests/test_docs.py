@@ -159,3 +159,47 @@ def test_the_pages_describe_the_project_as_it_is_without_history(page):
     text = page.read_text()
     found = [f"{what}: {m.group(0)!r}" for what, pattern in HISTORY.items() for m in pattern.finditer(text)]
     assert not found, found
+
+
+def _claim_cells(text: str) -> list[tuple[str, float, float, float, str]]:
+    """Every ``outcome, +1.36 [1.19, 1.54], p = 0.0001`` in ``text``: (outcome, estimate, low,
+    high, p as written)."""
+    num = r"([+−-]?\d+(?:\.\d+)?)"
+    pattern = rf"(reproduced|not reproduced|inconclusive), {num} \[{num}, {num}\], p = (\S+?)[,;)|\s]"
+    minus = lambda s: float(s.replace("−", "-"))  # noqa: E731
+    return [(o, minus(e), minus(lo), minus(hi), p) for o, e, lo, hi, p in re.findall(pattern, text)]
+
+
+def _agrees(cell, record) -> bool:
+    """A rounded figure agrees with its record: each number to the digits written."""
+    outcome, est, low, high, p = cell
+    digits = lambda x: len(f"{x}".split(".")[1]) if "." in f"{x}" else 0  # noqa: E731
+    same = lambda written, exact: round(exact, digits(written)) == written  # noqa: E731
+    sig = len(p.split("e")[0].replace("0.", "").lstrip("0").replace(".", ""))
+    return (outcome == record["outcome"] and same(est, record["estimate"]) and same(low, record["interval"][0])
+            and same(high, record["interval"][1]) and float(f"{record['p']:.{sig}g}") == float(p))  # fmt: skip
+
+
+def test_the_readmes_findings_are_the_committed_reports_verdict_records():
+    """The "What it found" table and the held-out line, figure by figure, against the records
+    beside the reports they cite (reports/NAME.json), so a regenerated report that changes a
+    number fails here until the README says the same."""
+    import json
+
+    readme = (ROOT / "README.md").read_text()
+    found = readme.split("## What it found")[1].split("\n## ")[0]
+    records = {
+        name: {r["claim"]: r for r in json.loads((ROOT / "reports" / f"{name}.json").read_text())["verdicts"]}
+        for name in ("shortcut_ablation", "fig6")
+    }
+    rows = {re.match(r"\| \*\*([^*]+)\*\*", ln).group(1): ln for ln in found.splitlines() if ln.startswith("| **")}
+    assert set(rows) == {"Degradation", "Shortcut effect", "Residual depth"}
+    for claim, row in rows.items():
+        default, full = row.split(" | ")[1:3]
+        (cell,) = _claim_cells(default + " ")
+        assert _agrees(cell, records["shortcut_ablation"][claim]), (claim, cell)
+        assert _agrees(_claim_cells(full + " ")[0], records["fig6"][claim]), (claim, full)
+    held = [c for c in _claim_cells(found) if c not in {x for r in rows.values() for x in _claim_cells(r + " ")}]
+    for cell, claim in zip(held, ("Degradation", "Shortcut effect", "Residual depth")):
+        assert _agrees(cell, records["shortcut_ablation"][f"{claim} (held-out seeds)"]), (claim, cell)
+    assert len(held) == 3

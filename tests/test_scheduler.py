@@ -249,3 +249,27 @@ def test_workers_of_a_sweep_killed_outright_end_themselves_quietly():
     assert not still_running(workers)
     err = proc.stderr.read()  # at its end once every process that shared it has exited
     assert "Traceback" not in err and "leaked" not in err, err
+
+
+def test_a_stop_signal_that_lands_on_another_thread_waits_for_the_held_back_block_to_end():
+    """The block's mask is its own thread's; a Ctrl-C the kernel gives another thread (MLflow
+    has some) must wait as well, not raise in the middle of starting a worker."""
+    import threading
+
+    from resnet_bench import signals
+
+    waiting = threading.Event()
+    other = threading.Thread(target=waiting.wait, daemon=True)
+    other.start()  # started before the block: its own mask lets the signal in
+    got_through = []
+    try:
+        with signals.raising(), pytest.raises(KeyboardInterrupt):
+            with signals.held_back():
+                signal.pthread_kill(other.ident, signal.SIGINT)
+                for _ in range(200):  # bytecodes and sleeps: where the handler would raise
+                    time.sleep(0.001)
+                got_through.append(True)
+    finally:
+        waiting.set()
+        signals.forget()
+    assert got_through == [True]
