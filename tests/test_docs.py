@@ -165,7 +165,7 @@ def _claim_cells(text: str) -> list[tuple[str, float, float, float, str]]:
     """Every ``outcome, +1.36 [1.19, 1.54], p = 0.0001`` in ``text``: (outcome, estimate, low,
     high, p as written)."""
     num = r"([+−-]?\d+(?:\.\d+)?)"
-    pattern = rf"(reproduced|not reproduced|inconclusive), {num} \[{num}, {num}\], p = (\S+?)[,;)|\s]"
+    pattern = rf"(reproduced|not reproduced|inconclusive), {num} \[{num}, {num}\], p = (\d[\d.]*(?:e[+-]?\d+)?)"
     minus = lambda s: float(s.replace("−", "-"))  # noqa: E731
     return [(o, minus(e), minus(lo), minus(hi), p) for o, e, lo, hi, p in re.findall(pattern, text)]
 
@@ -203,3 +203,35 @@ def test_the_readmes_findings_are_the_committed_reports_verdict_records():
     for cell, claim in zip(held, ("Degradation", "Shortcut effect", "Residual depth")):
         assert _agrees(cell, records["shortcut_ablation"][f"{claim} (held-out seeds)"]), (claim, cell)
     assert len(held) == 3
+
+
+RESULT_SECTIONS = [("## The default", "shortcut_ablation"), ("## Fig. 6 in full", "fig6"),
+                   ("## The first three epochs", "early_training")]  # fmt: skip
+
+
+@pytest.mark.parametrize("section,report", RESULT_SECTIONS, ids=[r for _, r in RESULT_SECTIONS])
+def test_every_verdict_on_the_results_page_is_one_of_its_reports_records(section, report):
+    """docs/results.md's tables, row by row: every "outcome, estimate [interval], p" in a claim's
+    row (its name in italics) agrees, to the digits written, with a record of that claim (its
+    first three words) in the report the section cites; the Fig. 6 rows are checked cell by
+    cell (training loss, then validation accuracy)."""
+    import json
+
+    text = (ROOT / "docs" / "results.md").read_text().split(section)[1].split("\n## ")[0]
+    records = json.loads((ROOT / "reports" / f"{report}.json").read_text())["verdicts"]
+    by_claim = {r["claim"]: r for r in records}
+    checked = 0
+    for line in text.splitlines():
+        if not (name := re.match(r"\| \*([^*]+)\*", line)):
+            continue
+        head = " ".join(name.group(1).split()[:3])
+        candidates = [r for r in records if r["claim"].startswith(head)]
+        for cell in _claim_cells(line + " "):
+            assert any(_agrees(cell, r) for r in candidates), (name.group(1), cell)
+            checked += 1
+    for claim in ("Degradation", "Shortcut effect", "Residual depth"):
+        (row,) = [ln for ln in text.splitlines() if ln.startswith(f"| *{claim}*:")]
+        training, validation = row.split(" | ")[1:3]
+        assert _agrees(_claim_cells(training + " ")[0], by_claim[claim]), (claim, training)
+        assert _agrees(_claim_cells(validation + " ")[0], by_claim[f"{claim} (validation)"]), (claim, validation)
+    assert checked >= 6
