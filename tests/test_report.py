@@ -375,5 +375,7 @@ def test_a_held_out_check_whose_runs_are_not_in_the_store_says_so(tiny_sweep, tm
     assert cli.main(["report", "tiny", "--tracking-uri", uri, "--out", str(out)]) == 0
     lead = out.read_text().split("## The three claims")[1].split("## Summary")[0]
     assert "This design was chosen on seeds 0, 1, so the verdicts above are in-sample." in lead
-    assert "Held-out check: not shown here, elsewhere's runs of seeds 4-7 are not in this store" in lead
+    assert ("Held-out check: not shown here, elsewhere's runs of seeds 4-7 are not in this store "
+            "(`resnet-bench run experiments/elsewhere.toml --set 'grid.seeds=[4,5,6,7]' --set 'grid.depths=[8,14]'` "
+            "trains them)") in lead  # fmt: skip
     assert not [r for r in json.loads(out.with_suffix(".json").read_text())["verdicts"] if r["figure"] == "held_out"]

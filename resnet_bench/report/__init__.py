@@ -100,10 +100,9 @@ def _held_out_frame(uri: str, frame) -> tuple[object, str]:
         return load_frames(uri, declared.experiment)[0], ""
     except UserError:
         seeds = ",".join(map(str, declared.seeds))
-        return (
-            None,
-            f"`resnet-bench run experiments/{declared.experiment}.toml --set 'grid.seeds=[{seeds}]'` trains them",
-        )
+        depths = ",".join(str(int(d)) for d in sorted(frame["depth"].dropna().unique()))
+        command = f"resnet-bench run experiments/{declared.experiment}.toml"
+        return None, f"`{command} --set 'grid.seeds=[{seeds}]' --set 'grid.depths=[{depths}]'` trains them"
 
 
 def records_path(report: Path) -> Path:
