@@ -425,5 +425,7 @@ def test_held_out_claims_are_decided_on_the_named_seeds_of_runs_that_train_the_s
     assert "not in this store" in held_out.check(declared, used, None, "run it").missing
     assert "train differently" in held_out.check(declared, used, other[other["training"] == "t2"]).missing
     assert held_out.check(held_out.Declared(), used, other) is None
+    old = other.assign(schema_missing="train.epochs")  # written by another version of the code
+    assert "cannot be read: run " in held_out.check(declared, used, old).missing
     assert h.verdict("Degradation") is by["Degradation (held-out seeds)"] and h.verdict("Other") is None
     assert numbers.seed_text((4, 5, 6, 7)) == "4-7" and numbers.seed_text((0, 2)) == "0, 2"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..errors import UserError
 from . import claims, selection
 from .numbers import seed_text
 from .verdicts import Verdict
@@ -83,7 +84,10 @@ def check(declared: Declared, used: pd.DataFrame, other: pd.DataFrame | None, wh
     if done.empty:
         differ = " (its runs train differently)" if len(wanted) and same.empty else ""
         return HeldOut(declared, empty, [], f"no finished run among {where}{differ}")
-    selection.check_schema(done)
+    try:
+        selection.check_schema(done)
+    except UserError as e:  # the other experiment's runs, written by another version: no check, said so
+        return HeldOut(declared, empty, [], f"{where} cannot be read: {e}")
     runs = selection.per_run(done)
     decided = [v for v in claims.verdicts(runs) if v.claim in HEADLINE]
     return HeldOut(declared, runs, [dataclasses.replace(v, claim=title(v.claim), figure="held_out") for v in decided])
