@@ -373,6 +373,12 @@ def test_a_claim_only_one_side_decides_is_named_not_compared():
     (gone,) = [a for a in agreements if a.claim == "Residual depth"]
     assert gone.fresh is None and gone.inside is None
     assert {a.claim for a in agreements if a.written is None} == {v.claim for v in fresh}
+    # Why the fresh runs leave claims undecided, where the report knows: said once, then referred to.
+    written = {"Residual depth": ("reproduced", -0.2), "Shortcut effect": ("reproduced", 1.0)}
+    why = dict.fromkeys(written, "not in this store")
+    said = [ln for ln in against.lines(against.compare(fresh, written), "old.md", why) if "not decided" in ln]
+    assert said == ["  Residual depth: not decided by these runs (reproduced in old.md): not in this store",
+                    "  Shortcut effect: not decided by these runs (reproduced in old.md) (as above)"]  # fmt: skip
 
 
 def final_epochs(finals: dict[str, dict[int, float]], training="t1", status="FINISHED", hour=0) -> pd.DataFrame:

@@ -91,6 +91,11 @@ def main(args) -> int:
         agreements = against.compare(ctx.verdicts, against.read_records(written, records))
     except ValueError as e:
         raise UserError(str(e)) from None
-    for line in against.lines(agreements, source):
+    undecided = {}
+    if ctx.held_out is not None and ctx.held_out.missing:
+        from ..report import held_out
+
+        undecided = {held_out.title(claim): ctx.held_out.missing for claim in held_out.HEADLINE}
+    for line in against.lines(agreements, source, undecided):
         print(line)
     return 0 if all(a.same_verdict for a in agreements if a.written and a.fresh) else 1
