@@ -85,7 +85,13 @@ def main(args) -> int:
         if missing:
             print(f"nothing to compare against: {missing}")
         return 0
-    from ..report import against
+    return _compare(ctx, written, records, source)
+
+
+def _compare(ctx, written: str, records: str, source: str) -> int:
+    """Print the fresh verdicts against the written records, claim by claim; 1 when a verdict
+    differs. The held-out claims a store without their runs leaves undecided say why."""
+    from ..report import against, held_out
 
     try:
         agreements = against.compare(ctx.verdicts, against.read_records(written, records))
@@ -93,8 +99,6 @@ def main(args) -> int:
         raise UserError(str(e)) from None
     undecided = {}
     if ctx.held_out is not None and ctx.held_out.missing:
-        from ..report import held_out
-
         undecided = {held_out.title(claim): ctx.held_out.missing for claim in held_out.HEADLINE}
     for line in against.lines(agreements, source, undecided):
         print(line)
