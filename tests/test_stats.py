@@ -428,7 +428,8 @@ def test_held_out_claims_are_decided_on_the_named_seeds_of_runs_that_train_the_s
     assert {v.key for v in h.verdicts} >= {"degradation/held_out_seeds"}
 
     # Why there is no check, in words: the runs are missing, or they train differently.
-    assert "not in this store" in held_out.check(declared, used, None, "run it").missing
+    missing = held_out.check(declared, used, None, "run it")
+    assert "not in this store" in missing.missing and set(missing.undecided) == set(by) and h.undecided == {}
     assert "train differently" in held_out.check(declared, used, other[other["training"] == "t2"]).missing
     assert held_out.check(held_out.Declared(), used, other) is None
     old = other.assign(schema_missing="train.epochs")  # written by another version of the code

@@ -91,15 +91,12 @@ def main(args) -> int:
 def _compare(ctx, written: str, records: str, source: str) -> int:
     """Print the fresh verdicts against the written records, claim by claim; 1 when a verdict
     differs. The held-out claims a store without their runs leaves undecided say why."""
-    from ..report import against, held_out
+    from ..report import against
 
     try:
         agreements = against.compare(ctx.verdicts, against.read_records(written, records))
     except ValueError as e:
         raise UserError(str(e)) from None
-    undecided = {}
-    if ctx.held_out is not None and ctx.held_out.missing:
-        undecided = {held_out.title(claim): ctx.held_out.missing for claim in held_out.HEADLINE}
-    for line in against.lines(agreements, source, undecided):
+    for line in against.lines(agreements, source, ctx.held_out.undecided if ctx.held_out else {}):
         print(line)
     return 0 if all(a.same_verdict for a in agreements if a.written and a.fresh) else 1

@@ -68,16 +68,16 @@ def lines(agreements: list[Agreement], source: str, undecided: dict[str, str] | 
     """The comparison of fresh verdicts with a written report's, one line per claim and a
     last line that says whether every verdict agrees. ``undecided`` says, by claim, why the
     fresh runs leave a claim undecided, where the report knows (held-out runs not in the store)."""
-    lines = [f"against {source}:"]
+    lines, said = [f"against {source}:"], set()
     for a in agreements:
         if a.written is None:
             lines.append(f"  {a.claim}: {a.fresh} (not in {source})")
             continue
         if a.fresh is None:
             why = (undecided or {}).get(a.claim)
-            said = why and any(why in line for line in lines)
-            why = " (as above)" if said else f": {why}" if why else ""
-            lines.append(f"  {a.claim}: not decided by these runs ({a.written} in {source}){why}")
+            note = " (as above)" if why in said else f": {why}" if why else ""
+            said.add(why)
+            lines.append(f"  {a.claim}: not decided by these runs ({a.written} in {source}){note}")
             continue
         head = f"same verdict, {a.fresh}" if a.same_verdict else f"VERDICT DIFFERS: {a.written} there, {a.fresh} here"
         if a.inside is None:

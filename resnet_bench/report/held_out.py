@@ -55,6 +55,11 @@ class HeldOut:
     def seeds(self) -> list[int]:
         return sorted(self.runs["seed"].unique()) if len(self.runs) else []
 
+    @property
+    def undecided(self) -> dict[str, str]:
+        """Why each held-out claim is undecided, by its title (empty when the check ran)."""
+        return {title(claim): self.missing for claim in HEADLINE} if self.missing else {}
+
     def verdict(self, claim: str) -> Verdict | None:
         """The held-out verdict on one of :data:`HEADLINE`'s claims (None: not decided)."""
         return next((v for v in self.verdicts if v.claim == title(claim)), None)
